@@ -1,0 +1,38 @@
+# Two entry points for a fresh clone: `make demo` (web app on 127.0.0.1:7860) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: install demo test test-fast bench browser-deps clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then echo "CUDA packages were installed: check the torch pin" >&2; exit 1; fi
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) app.py --host 127.0.0.1 --port 7860
+
+# Chromium for the browser tests (Debian packages; Playwright never downloads its own browser).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium not installed: browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
+
+test: $(STAMP) browser-deps
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

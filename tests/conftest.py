@@ -1,0 +1,36 @@
+import os
+
+# Before anything can import gradio or huggingface_hub: tests never reach the network.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import scenimefy  # noqa: E402,F401  (installs the torchvision shim first)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PARITY = SHARED / "parity"
+SAMPLES = SHARED / "samples"
+DATA = SHARED / "data"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the tests read the shared parity vectors and samples from there")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def reference_translator():
+    """The converted parity checkpoint (reference layout, seeded random weights, full size)."""
+    from scenimefy.convert import load_reference_translator
+
+    return load_reference_translator(PARITY / "net_G.pth")
