@@ -183,7 +183,54 @@ def _add_download(sub) -> None:
     p.set_defaults(handler=_download)
 
 
-COMMANDS: list[Callable] = [_add_stylize, _add_convert, _add_styles, _add_download]
+def _evaluate_lbce(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .evaluation_lbce import evaluate_lbce
+    from .selection import DEFAULT_SEGMENTER, SemanticSegmenter
+
+    dtype = {"auto": torch.float32, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+    segmenter = SemanticSegmenter.from_pretrained(args.segmenter or DEFAULT_SEGMENTER, shortest_edge=args.seg_size).to(args.device, dtype)
+    result = evaluate_lbce(args.reference, args.translated, segmenter, batch_size=args.batch_size)
+    for label, names in (("photos without a translation", result.unmatched_reference),
+                         ("translations without a photo", result.unmatched_translated)):
+        if names:
+            print(f"warning: {len(names)} {label} (skipped), e.g. {names[0]}", file=sys.stderr)
+    print(f"L_BCE (semantic consistency, lower is better): {result.mean:.4f} over {len(result.per_image)} pairs")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"metric": "lbce", "mean": result.mean, "per_image": result.per_image}, indent=1))
+    return 0
+
+
+#: ``scenimefy evaluate --metric NAME``: metric name -> handler(args). Register new metrics here.
+METRICS: dict[str, Callable[[argparse.Namespace], int]] = {"lbce": _evaluate_lbce}
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score translations: lbce = the paper's semantic consistency (pairs matched by file name)",
+        description="Evaluate translated images against a reference folder.",
+    )
+    p.add_argument("--metric", required=True, choices=sorted(METRICS), help="metric to compute")
+    p.add_argument("reference", help="reference folder (lbce: the source photos)")
+    p.add_argument("translated", help="folder of translated images (same relative names, any extension)")
+    p.add_argument(
+        "--segmenter",
+        default=None,
+        help="lbce: Mask2Former Hub id or local folder (default: facebook/mask2former-swin-base-IN21k-ade-semantic)",
+    )
+    p.add_argument("--seg-size", type=int, default=None, help="lbce: resize the shorter side to this for segmentation")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda (default: cpu)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="model dtype (auto: float32)")
+    p.add_argument("--json", default=None, help="also write the per-image values to this JSON file")
+    p.set_defaults(handler=lambda args: METRICS[args.metric](args))
+
+
+COMMANDS: list[Callable] = [_add_stylize, _add_convert, _add_styles, _add_download, _add_evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
