@@ -41,7 +41,12 @@ def _images_by_key(root: Path) -> dict[str, Path]:
     return found
 
 
-def pair_files(reference_dir: str | os.PathLike, translated_dir: str | os.PathLike) -> tuple[list[tuple[str, Path, Path]], list[str], list[str]]:
+Pair = tuple[str, Path, Path]  # (name, photo, translation)
+
+
+def pair_files(
+    reference_dir: str | os.PathLike, translated_dir: str | os.PathLike
+) -> tuple[list[Pair], list[str], list[str]]:
     """(key, photo, translation) for names present in both folders, plus the unmatched names of each."""
     reference, translated = _images_by_key(Path(reference_dir)), _images_by_key(Path(translated_dir))
     pairs = [(key, reference[key], translated[key]) for key in reference if key in translated]

@@ -93,4 +93,5 @@ def test_translations_of_another_size_are_resized_to_the_photo(tmp_path, segment
     (tmp_path / "fake64").mkdir()
     Image.fromarray(small).resize((64, 64), Image.BILINEAR).save(tmp_path / "fake64" / "x.png")
     resized = evaluate_lbce(tmp_path / "real", tmp_path / "fake", segmenter, progress=False).mean
-    assert resized == pytest.approx(evaluate_lbce(tmp_path / "real", tmp_path / "fake64", segmenter, progress=False).mean)
+    by_hand = evaluate_lbce(tmp_path / "real", tmp_path / "fake64", segmenter, progress=False).mean
+    assert resized == pytest.approx(by_hand)
