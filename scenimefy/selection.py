@@ -77,8 +77,8 @@ def _weights_folder(name_or_path: str | os.PathLike) -> Path:
     name = str(name_or_path)
     looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
     advice = (
-        f"Download it once with internet access (e.g. `huggingface-cli download {DEFAULT_SEGMENTER}`, "
-        "or run this command online), or pass a local folder saved with "
+        "Download it once with internet access (run this command online, or `huggingface-cli download "
+        f"{name if name.count('/') == 1 else DEFAULT_SEGMENTER}`), or pass a local folder saved with "
         "Mask2FormerForUniversalSegmentation.save_pretrained (config.json + model.safetensors)."
     )
     if looks_local:
@@ -87,10 +87,10 @@ def _weights_folder(name_or_path: str | os.PathLike) -> Path:
         folder = download_hub_folder(name, allow_patterns=["config.json", "preprocessor_config.json", "*.safetensors"])
         if not any(folder.glob("*.safetensors")):  # older repos hold only a pickle; loaded weights_only
             download_hub_file(name, "pytorch_model.bin")
-    except (WeightsUnavailableError, ValueError) as err:
+    except (WeightsUnavailableError, ValueError):
         raise WeightsUnavailableError(
             f"Mask2Former weights {name!r} are neither a local folder nor in the Hugging Face cache, "
-            f"and the Hub cannot be reached ({err}). {advice}"
+            f"and the Hub cannot be reached (or is switched off by HF_HUB_OFFLINE). {advice}"
         ) from None
     return folder
 

@@ -122,6 +122,9 @@ def start_run(out: Path, config: GeneratePairsConfig) -> None:
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / ".progress").mkdir(exist_ok=True)
     settings = {key: config_to_dict(config)[key] for key in CONTENT_KEYS}
+    for key in ("source", "target", "segmenter"):  # one folder, however it is spelled
+        if Path(settings[key]).exists():
+            settings[key] = str(Path(settings[key]).resolve())
     run_file = out / ".progress" / "run.json"
     if run_file.is_file():
         previous = json.loads(run_file.read_text())
@@ -144,7 +147,15 @@ def write_rows(path: Path, rows: dict[str, list]) -> None:
 
 
 def load_generator(name: str, device: torch.device, dtype: torch.dtype) -> StyleGAN2Generator:
-    folder = Path(name) if Path(name).is_dir() else download_hub_folder(name)  # fails fast offline
+    folder = Path(name)
+    if not folder.is_dir():
+        try:
+            folder = download_hub_folder(name)  # the cache only when offline; fails fast
+        except (WeightsUnavailableError, ValueError):
+            raise WeightsUnavailableError(
+                f"StyleGAN2 generator {name!r} is neither a folder nor a reachable Hub repo. Convert the authors' "
+                "checkpoint with `scenimefy convert lhq-220000.pt DIR`, or download the repo once online."
+            ) from None
     return StyleGAN2Generator.from_pretrained(folder, dtype=dtype).to(device).eval().requires_grad_(False)
 
 
@@ -353,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     validate(config)
     accelerator = Accelerator()
     out = Path(config.output_dir)
+    maker = PairMaker(config, out, accelerator.device)  # bad model paths fail before anything is written
     if accelerator.is_main_process:
         start_run(out, config)
     accelerator.wait_for_everyone()
-    maker = PairMaker(config, out, accelerator.device)
 
     max_candidates = config.max_candidates if config.max_candidates is not None else 20 * config.num_pairs
     num_blocks = math.ceil(max_candidates / config.block_size)
