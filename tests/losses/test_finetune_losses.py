@@ -2,6 +2,7 @@
 
 import json
 import math
+import socket
 
 import pytest
 import torch
@@ -149,6 +150,23 @@ def test_stylegan_objective_closed_forms():
     assert batch_mean.item() == pytest.approx(lengths.mean().item(), rel=1e-5)
     assert new_mean.item() == pytest.approx(0.5 + 0.1 * (lengths.mean().item() - 0.5), rel=1e-5)
     assert penalty.item() == pytest.approx((lengths - new_mean).square().mean().item(), rel=1e-5)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails (as it would offline)."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_lpips_stand_in_downloads_nothing_and_missing_weights_fail_clearly(no_network, monkeypatch, tmp_path):
+    assert isinstance(load_lpips("alex", pretrained=False), nn.Module)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch hub cache
+    with pytest.raises(PriorWeightsError, match="ImageNet alex weights"):
+        load_lpips("alex", pretrained=True)
 
 
 def test_missing_clip_weights_fail_fast_offline(monkeypatch, tmp_path):
