@@ -1,18 +1,27 @@
 """The style registry: a style name -> where its translator weights live.
 
 ``shinkai`` is the authors' released translator (their Hugging Face Space, with the GitHub
-release as a fallback), converted once to config.json + safetensors and cached. ``hosoda`` has
-no public weights: it needs weights you trained (``train/train_translator.py``).
-Any style can be pointed elsewhere with ``SCENIMEFY_STYLE_<NAME>=<folder | .pth | hub repo id>``.
+release as a fallback), converted once to config.json + safetensors and cached. ``hosoda`` is
+looked for in the Hub repo the project publishes it to (:data:`HOSODA_REPO_ID`, a translator
+folder written by ``scenimefy publish translator``); until it exists it needs weights you trained.
+
+Where a style's weights come from, first match wins:
+1. ``SCENIMEFY_STYLE_<NAME>=<folder | .pth | hub repo id>`` (environment);
+2. the styles index, a JSON file that can add styles or re-point built-in ones:
+   ``SCENIMEFY_STYLES_INDEX=<path | hf://[datasets/]owner/repo/file.json>``, else
+   ``$XDG_CONFIG_HOME/scenimefy/styles.json`` (``~/.config/...``) when it exists;
+3. the built-in default (below).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
@@ -33,6 +42,12 @@ class Style:
     url: str | None = None  # direct download fallback for ``filename``
     license: str = "S-Lab License 1.0 (non-commercial)"
 
+
+#: The Hub repo the project publishes its Hosoda translator to; ``hosoda`` loads from it as soon
+#: as it exists (no code change), see docs/publishing.md.
+HOSODA_REPO_ID = "scenimefy/hosoda-translator"
+#: Environment variable naming the styles index (an empty value disables the default file).
+INDEX_ENV = "SCENIMEFY_STYLES_INDEX"
 
 _REGISTRY: dict[str, Style] = {}
 
@@ -59,21 +74,103 @@ register_style(
     Style(
         name="hosoda",
         title="Mamoru Hosoda",
-        description="Paper setting with a VGG content loss (5,107 frames). No public weights exist yet.",
+        description=f"Paper setting with a VGG content loss (5,107 frames); loads from {HOSODA_REPO_ID} once published.",
+        repo_id=HOSODA_REPO_ID,
     )
 )
 
 
+# ------------------------------------------------------------------------------------------------
+# The styles index: {"styles": [{"name": ..., "title": ..., "repo_id": ..., "subfolder": ...}]}.
+
+_INDEX_KEYS = {f.name for f in fields(Style)}
+_index_cache: dict[tuple, list[dict]] = {}
+
+
+def index_source() -> str | None:
+    """The styles index in use: ``$SCENIMEFY_STYLES_INDEX``, else the user config file if present."""
+    env = os.environ.get(INDEX_ENV)
+    if env is not None:
+        return env or None
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "scenimefy" / "styles.json"
+    return str(config) if config.is_file() else None
+
+
+def _index_file(source: str) -> Path:
+    if not source.startswith("hf://"):
+        return Path(source).expanduser()
+    # hf://owner/repo/styles.json, hf://datasets/owner/repo/styles.json (cache only when offline)
+    parts = source[len("hf://") :].split("/")
+    repo_type = "model"
+    if parts[0] in ("datasets", "spaces", "models"):
+        repo_type, parts = parts[0][:-1], parts[1:]
+    if len(parts) < 3:
+        raise ValueError("expected hf://[datasets/]owner/repo/path/to/styles.json")
+    return hub.download_hub_file("/".join(parts[:2]), "/".join(parts[2:]), repo_type=repo_type)
+
+
+def _read_index(source: str) -> list[dict]:
+    path = _index_file(source)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    entries = data.get("styles") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ValueError('expected {"styles": [{"name": ..., "repo_id": ...}, ...]}')
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"every style needs a name, got {entry!r}")
+        unknown = set(entry) - _INDEX_KEYS
+        if unknown:
+            raise ValueError(f"style {entry['name']!r}: unknown keys {sorted(unknown)} (known: {sorted(_INDEX_KEYS)})")
+    return entries
+
+
+def index_entries() -> list[dict]:
+    """The index's style entries; a broken or unreachable index warns and counts as empty, so
+    the app and the CLI still start."""
+    source = index_source()
+    if source is None:
+        return []
+    local = Path(source).expanduser()
+    # Re-read a local file when it changes; a Hub index once per process (its download probes).
+    key = (source, local.stat().st_mtime_ns if not source.startswith("hf://") and local.is_file() else None)
+    if key not in _index_cache:
+        try:
+            _index_cache[key] = _read_index(source)
+        except (OSError, ValueError, WeightsUnavailableError) as err:
+            warnings.warn(f"styles index {source}: {err}; ignored", stacklevel=3)
+            _index_cache[key] = []
+    return _index_cache[key]
+
+
+def _from_index(entry: dict, base: Style | None) -> Style:
+    values = {k: v for k, v in entry.items() if k != "name"}
+    if base is not None:  # re-point a built-in style: a new repo replaces its reference file
+        if "repo_id" in values:
+            values = {"filename": None, "url": None, "subfolder": None, **values}
+        return replace(base, **values)
+    values.setdefault("title", entry["name"].title())
+    values.setdefault("description", f"Published translator {values.get('repo_id', '')}".strip())
+    return Style(name=entry["name"], **values)
+
+
 def styles() -> dict[str, Style]:
-    """Registered styles by lower-case name."""
-    return dict(_REGISTRY)
+    """Styles by lower-case name: registered in code, then added or changed by the index."""
+    merged = dict(_REGISTRY)
+    for entry in index_entries():
+        key = entry["name"].lower()
+        try:
+            merged[key] = _from_index(entry, merged.get(key))
+        except TypeError as err:
+            warnings.warn(f"styles index {index_source()}: style {entry['name']!r}: {err}; ignored", stacklevel=2)
+    return merged
 
 
 def get_style(name: str) -> Style:
+    known = styles()
     try:
-        return _REGISTRY[name.lower()]
+        return known[name.lower()]
     except KeyError:
-        raise KeyError(f"unknown style {name!r}; known styles: {', '.join(sorted(_REGISTRY))}") from None
+        raise KeyError(f"unknown style {name!r}; known styles: {', '.join(sorted(known))}") from None
 
 
 def env_var(name: str) -> str:
@@ -93,6 +190,8 @@ def _how_to_fix(style: Style) -> str:
     ]
     if style.repo_id:
         lines.insert(0, f"  - run once with internet access (scenimefy download {style.name}) to fill the cache")
+    if style.filename is None:
+        lines.append(f"  - or point the style at a published translator in the styles index (${INDEX_ENV}, docs/publishing.md)")
     return "\n".join(lines)
 
 
@@ -125,6 +224,47 @@ def _convert_cached(style: Style, checkpoint: Path) -> Path:
     return target
 
 
+def _folder_file(style: Style, name: str) -> str:
+    return f"{style.subfolder.strip('/')}/{name}" if style.subfolder else name
+
+
+def _resolve_folder_repo(style: Style, cache_dir: str | os.PathLike | None) -> str:
+    """Local snapshot of a published translator folder (config.json + safetensors)."""
+    patterns = [_folder_file(style, "*.json"), _folder_file(style, "*.safetensors")]
+    try:
+        local = hub.download_hub_folder(style.repo_id, repo_type=style.repo_type, cache_dir=cache_dir, allow_patterns=patterns)
+    except WeightsUnavailableError as err:
+        where = (
+            "it is not in the local cache and downloads are disabled (HF_HUB_OFFLINE=1)."
+            if hub.offline_mode()
+            else "it is not in the local cache and the Hub cannot be reached or does not have it (yet)."
+        )
+        reason = f"no public weights found in the Hub repo {style.repo_id!r}: {where}"
+        raise WeightsUnavailableError(missing_weights_message(style, reason)) from err
+    folder = local / style.subfolder if style.subfolder else local
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        reason = f"the Hub repo {style.repo_id!r} holds no translator (config.json + *.safetensors) in {style.subfolder or 'its root'}."
+        raise WeightsUnavailableError(missing_weights_message(style, reason))
+    return str(local)
+
+
+def _folder_cached(style: Style, cache_dir: str | os.PathLike | None) -> bool:
+    config = try_to_load_from_cache(style.repo_id, _folder_file(style, "config.json"), cache_dir=cache_dir, repo_type=style.repo_type)
+    return isinstance(config, str) and any(Path(config).parent.glob("*.safetensors"))
+
+
+def _folder_on_hub(style: Style) -> bool:
+    """Whether the Hub has the style's translator (one bounded request; False when unreachable)."""
+    if not hub.hub_reachable():
+        return False
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().file_exists(style.repo_id, _folder_file(style, "config.json"), repo_type=style.repo_type)
+    except Exception:  # noqa: BLE001 - any Hub failure means "not downloadable now"
+        return False
+
+
 def resolve_style(name: str, *, cache_dir: str | os.PathLike | None = None) -> tuple[str, str | None]:
     """``(source, subfolder)``: a local path or Hub repo id holding the translator of ``name``.
 
@@ -137,7 +277,7 @@ def resolve_style(name: str, *, cache_dir: str | os.PathLike | None = None) -> t
     if style.repo_id is None:
         raise WeightsUnavailableError(missing_weights_message(style, "no public weights have been released for this style."))
     if style.filename is None:
-        return style.repo_id, style.subfolder
+        return _resolve_folder_repo(style, cache_dir), style.subfolder
     try:
         checkpoint = hub.download_hub_file(style.repo_id, style.filename, repo_type=style.repo_type, cache_dir=cache_dir)
     except WeightsUnavailableError as hub_error:
@@ -163,12 +303,27 @@ def style_status(name: str, *, cache_dir: str | os.PathLike | None = None) -> st
         return "ready"
     if style.repo_id is None:
         return "needs weights"
-    if style.filename is not None:
-        cached = try_to_load_from_cache(style.repo_id, style.filename, cache_dir=cache_dir, repo_type=style.repo_type)
-        fallback = cache_root() / "downloads" / style.name / Path(style.filename).name
-        if isinstance(cached, str) or fallback.is_file():
+    if style.filename is None:
+        if _folder_cached(style, cache_dir):
             return "ready"
+        return "downloadable" if not hub.offline_mode() and _folder_on_hub(style) else "needs weights"
+    cached = try_to_load_from_cache(style.repo_id, style.filename, cache_dir=cache_dir, repo_type=style.repo_type)
+    fallback = cache_root() / "downloads" / style.name / Path(style.filename).name
+    if isinstance(cached, str) or fallback.is_file():
+        return "ready"
     return "needs weights" if hub.offline_mode() else "downloadable"
+
+
+def style_source(name: str) -> str:
+    """Where the weights of style ``name`` would come from, for listings (no network access)."""
+    style = get_style(name)
+    override = os.environ.get(env_var(style.name))
+    if override:
+        return f"{env_var(style.name)}={override}"
+    if style.repo_id is None:
+        return "no weights configured"
+    where = style.repo_id if style.repo_type == "model" else f"{style.repo_type}s/{style.repo_id}"
+    return f"hf://{where}/{style.filename or style.subfolder or ''}".rstrip("/")
 
 
 def with_repo(name: str, repo_id: str, **changes) -> Style:
