@@ -160,7 +160,9 @@ def _styles(args: argparse.Namespace) -> int:
     from . import styles
 
     for name, style in sorted(styles.styles().items()):
-        print(f"{name:12s} {styles.style_status(name):14s} {style.title}: {style.description}")
+        print(f"{name:12s} {styles.style_status(name):14s} {style.title}: {style.description} [{styles.style_source(name)}]")
+    if styles.index_source():
+        print(f"(styles index: {styles.index_source()})")
     return 0
 
 
@@ -204,19 +206,83 @@ def _evaluate_lbce(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``scenimefy evaluate --metric NAME``: metric name -> handler(args). Register new metrics here.
-METRICS: dict[str, Callable[[argparse.Namespace], int]] = {"lbce": _evaluate_lbce}
+def _evaluate_table(args: argparse.Namespace) -> int:
+    """FID / KID (and L_BCE) of one or more translated folders: the paper's Table 1 as markdown."""
+    from .evaluation import InceptionFeatures, evaluate_methods, markdown_table, rows_to_json
+
+    methods: dict[str, str] = {}
+    for item in args.translated:
+        name, sep, folder = item.partition("=")
+        name, folder = (name, folder) if sep and not Path(item).exists() else (Path(item).name, item)
+        if name in methods:
+            raise CommandError(f"two translated sets are called {name!r}: label them NAME=DIR")
+        methods[name] = folder
+    segmenter = None
+    if "lbce" in args.metrics:
+        import torch
+
+        from .selection import DEFAULT_SEGMENTER, SemanticSegmenter
+
+        if not args.photos:
+            raise CommandError("--metric lbce next to fid/kid needs the source photos: --photos DIR")
+        dtype = {"auto": torch.float32, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+        segmenter = SemanticSegmenter.from_pretrained(args.segmenter or DEFAULT_SEGMENTER, shortest_edge=args.seg_size).to(args.device, dtype)
+    extractor = None
+    if {"fid", "kid"} & set(args.metrics):
+        extractor = InceptionFeatures(args.preprocess, device=args.device, batch_size=args.batch_size)
+    rows = evaluate_methods(
+        methods, args.reference, metrics=args.metrics, photos=args.photos, segmenter=segmenter, extractor=extractor,
+        max_images=args.max_images, cache_dir=args.cache_dir, kid_subsets_n=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+    )  # fmt: skip
+    table = markdown_table(rows)
+    ref_n = rows[0].extra.get("reference_images")
+    print(table + (f"\nReference: {args.reference} ({ref_n} images); Inception features: {args.preprocess}." if ref_n else ""))
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).write_text(rows_to_json(rows))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.metrics == ["lbce"] and len(args.translated) == 1 and not args.photos:
+        args.translated = args.translated[0]  # the pairwise report of evaluate_lbce
+        return _evaluate_lbce(args)
+    return _evaluate_table(args)
+
+
+#: ``scenimefy evaluate --metric NAME[,NAME]``: metric name -> handler(args). Register new metrics here.
+METRICS: dict[str, Callable[[argparse.Namespace], int]] = {"lbce": _evaluate_lbce, "fid": _evaluate_table, "kid": _evaluate_table}
+
+
+def _metric_list(text: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(sorted(METRICS))} (comma-separated), got {text!r}")
+    return list(dict.fromkeys(names))
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score translations: lbce = the paper's semantic consistency (pairs matched by file name)",
-        description="Evaluate translated images against a reference folder.",
+        help="score translations: fid, kid (against an anime set), lbce (semantic consistency with the photos)",
+        description="Evaluate translated images. fid/kid: REFERENCE is the anime set; several TRANSLATED folders "
+        "(NAME=DIR) give one table row each (the paper's Table 1). lbce alone: REFERENCE is the source photos "
+        "(pairs matched by file name); lbce next to fid/kid takes the photos from --photos.",
     )
-    p.add_argument("--metric", required=True, choices=sorted(METRICS), help="metric to compute")
-    p.add_argument("reference", help="reference folder (lbce: the source photos)")
-    p.add_argument("translated", help="folder of translated images (same relative names, any extension)")
+    p.add_argument("--metric", dest="metrics", required=True, type=_metric_list, metavar="fid,kid,lbce",
+                   help="metrics to compute, comma-separated")  # fmt: skip
+    p.add_argument("reference", help="fid/kid: the anime reference folder (or a .npz of features); lbce alone: the source photos")
+    p.add_argument("translated", nargs="+", help="folder(s) of translated images, optionally labelled NAME=DIR")
+    p.add_argument("--photos", default=None, help="source photos for lbce in a fid/kid table")
+    p.add_argument("--preprocess", default="pytorch-fid", choices=["pytorch-fid", "tf"],
+                   help="fid/kid Inception preprocessing (docs/evaluation.md)")  # fmt: skip
+    p.add_argument("--max-images", type=int, default=None, help="fid/kid: use the first N images of each folder")
+    p.add_argument("--cache-dir", default=None, help="fid/kid: cache Inception features of folders here")
+    p.add_argument("--kid-subsets", type=int, default=100, help="kid: number of random subsets")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="kid: images per subset (capped by the set sizes)")
+    p.add_argument("--markdown", default=None, help="also write the table to this file")
     p.add_argument(
         "--segmenter",
         default=None,
@@ -226,11 +292,122 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda (default: cpu)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="model dtype (auto: float32)")
-    p.add_argument("--json", default=None, help="also write the per-image values to this JSON file")
-    p.set_defaults(handler=lambda args: METRICS[args.metric](args))
+    p.add_argument("--json", default=None, help="also write the results (lbce alone: per image) to this JSON file")
+    p.set_defaults(handler=_evaluate)
 
 
 COMMANDS: list[Callable] = [_add_stylize, _add_convert, _add_styles, _add_download, _add_evaluate]
+
+def _publish(args: argparse.Namespace) -> int:
+    from . import publish
+
+    metrics: object = args.metrics_file
+    if args.metric:
+        metrics = {}
+        for item in args.metric:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--metric takes NAME=VALUE, got {item!r}")
+            try:
+                metrics[name] = float(value)
+            except ValueError:
+                metrics[name] = value
+    common = dict(title=args.title, private=args.private, dry_run_dir=args.dry_run)
+    if args.kind == "translator":
+        result = publish.publish_translator(args.folder, args.repo_id, style=args.style, metrics=metrics,
+                                            training_config=args.training_config, license=args.license, **common)  # fmt: skip
+    elif args.kind == "stylegan2":
+        result = publish.publish_stylegan2(args.folder, args.repo_id, metrics=metrics, training_config=args.training_config,
+                                           license=args.license, **common)  # fmt: skip
+    else:
+        result = publish.publish_dataset(args.folder, args.repo_id, **common)
+    if result.url is None:
+        print(f"dry run: {len(result.files)} files for {result.repo_type} {result.repo_id} in {result.folder} (nothing uploaded)")
+    else:
+        print(f"uploaded {len(result.files)} files to {result.url}")
+    for name in result.files:
+        print(f"  {name}")
+    return 0
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser(
+        "publish",
+        help="upload a translator, StyleGAN2 networks or a dataset to the Hugging Face Hub (with a card)",
+        description="Publish to the Hugging Face Hub. The token comes from HF_TOKEN or `hf auth login` and is never "
+        "printed. --dry-run DIR writes exactly what would be uploaded and uploads nothing.",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, help_text in (
+        ("translator", "a translator folder (config.json + safetensors, or a training run's translator/)"),
+        ("stylegan2", "StyleGAN2 networks: a config.json + safetensors folder, or generator/ + discriminator/"),
+        ("dataset", "a dataset folder (README card + data files)"),
+    ):
+        k = kinds.add_parser(kind, help=help_text, description=help_text)
+        k.add_argument("folder")
+        k.add_argument("repo_id", help="owner/name on the Hub")
+        k.add_argument("--dry-run", metavar="DIR", default=None, help="write the repository to DIR instead of uploading")
+        k.add_argument("--private", action="store_true", help="create the repository private")
+        k.add_argument("--title", default=None, help="card title")
+        if kind != "dataset":
+            k.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE", help="a metric for the card (repeatable)")
+            k.add_argument("--metrics-file", default=None, help="metrics JSON ({name: value} or `scenimefy evaluate --json`)")
+            k.add_argument("--training-config", default=None, help="training config file (default: training_config.* next to the folder)")
+            k.add_argument("--license", default="s-lab", help="s-lab (weights derived from the authors', default) or an SPDX id")
+        if kind == "translator":
+            k.add_argument("--style", default=None, help="style name for the card and tags (e.g. hosoda)")
+        k.set_defaults(handler=_publish, metric=[], metrics_file=None, training_config=None, license="s-lab", style=None)
+
+
+def _dataset_anime(args: argparse.Namespace) -> int:
+    from .data.anime import build_anime_dataset
+
+    report = build_anime_dataset(
+        args.frame_list, args.films, args.output, size=args.size or None, image_format=args.format,
+        allow_missing_films=args.skip_missing, sequential=args.sequential,
+    )  # fmt: skip
+    print(f"{report.images} images ({report.decoded_frames} frames decoded, {report.skipped_frames} already done) -> {report.out}")
+    for title in report.missing_films:
+        print(f"warning: {title}: no film file, skipped", file=sys.stderr)
+    for title, frames in report.missing_frames.items():
+        print(f"warning: {title}: {len(frames)} frame(s) past the end of the film, e.g. {frames[0]}", file=sys.stderr)
+    return 1 if report.missing_frames else 0
+
+
+def _dataset_photos(args: argparse.Namespace) -> int:
+    from .data.photos import export_photos
+
+    n = export_photos(args.source, args.output, split=args.split, limit=args.limit)
+    print(f"{n} photos -> {args.output}")
+    return 0
+
+
+def _add_dataset(sub) -> None:
+    p = sub.add_parser("dataset", help="build training datasets: the anime scenes from your films, real photos")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    a = kinds.add_parser(
+        "anime",
+        help="extract the authors' frame list from films you own into an image dataset",
+        description="Decode the frames listed in the authors' frameList.json from your own copies of the films "
+        "(files named after the titles) and crop each into left/centre/right squares (docs/datasets.md).",
+    )
+    a.add_argument("--frame-list", required=True, help="the authors' frameList.json (film title -> frame numbers)")
+    a.add_argument("--films", required=True, help="folder holding the films, named after their titles")
+    a.add_argument("-o", "--output", required=True, help="output dataset folder (resumable)")
+    a.add_argument("--size", type=int, default=1080, help="side of the square crops (0: the frame height, unresized)")
+    a.add_argument("--format", default="png", choices=["png", "jpg"])
+    a.add_argument("--skip-missing", action="store_true", help="build from the films found, skip titles without a file")
+    a.add_argument("--sequential", action="store_true", help="count every decoded frame instead of seeking (slow)")
+    a.set_defaults(handler=_dataset_anime)
+    ph = kinds.add_parser("photos", help="write real photos (a Hub dataset such as LHQ, or a folder) as image files")
+    ph.add_argument("source", help="Hub dataset id, datasets folder, or image folder")
+    ph.add_argument("-o", "--output", required=True, help="output image folder")
+    ph.add_argument("--split", default="train")
+    ph.add_argument("--limit", type=int, default=None, help="at most this many photos")
+    ph.set_defaults(handler=_dataset_photos)
+
+
+COMMANDS += [_add_publish, _add_dataset]
 
 
 def build_parser() -> argparse.ArgumentParser:
