@@ -102,7 +102,7 @@ def main() -> None:
         x = torch.randn(shape, device=device, requires_grad=True)
         results = []
         for impl in (upfirdn2d, upfirdn2d_reference):
-            results.append(time_it(lambda: impl(x, kernel * scale, up, down, pad).sum().backward(), 1, max(2, args.iters), device))
+            results.append(time_it(lambda: impl(x, kernel * scale, up, down, pad).sum().backward(), args.warmup, args.iters, device))
         print(f"  {name:44s} {tuple(shape)}: ours {results[0] * 1e3:8.1f} ms, reference {results[1] * 1e3:8.1f} ms, "
               f"ratio {results[1] / results[0]:.1f}x")
 
