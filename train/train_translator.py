@@ -30,7 +30,9 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from scenimefy.data import ImageDataset, PairedDataset, UnpairedDataset
+from scenimefy import hub, publish
+from scenimefy.data import DataSourceError, ImageDataset, PairedDataset, UnpairedDataset
+from scenimefy.losses.perceptual import PerceptualWeightsError, VGGPerceptualLoss
 from scenimefy.models import ScenimefyTranslator
 from scenimefy.tracking import JSONLTracker
 from scenimefy.training import ConfigError, config_to_dict, load_checkpoint, parse_config, resolve_resume, save_checkpoint
@@ -69,7 +71,7 @@ class TrainTranslatorConfig(LossSettings):
     n_layers_d: int = 3
     embed_dim: int = 256
     init_gain: float = 0.02
-    vgg_weights: str = "imagenet"  # for lambda_vgg > 0: "imagenet" or a local state dict file
+    vgg_weights: str = "imagenet"  # for lambda_vgg > 0: "imagenet", a local state dict file, or "random" (smoke tests)
 
     # Optimisation: Adam, constant lr for the first half of the epochs, then linear decay to 0.
     epochs: int = 20
@@ -90,8 +92,9 @@ class TrainTranslatorConfig(LossSettings):
     num_sample_images: int = 4
     report_to: str = "jsonl"  # comma list: jsonl, tensorboard, wandb, ..., all (installed ones), none
     tracker_project_name: str = "translator"
-    push_to_hub: bool = False  # upload output_dir/translator; token from `hf auth login` or HF_TOKEN
-    hub_model_id: str | None = None
+    push_to_hub: bool = False  # publish output_dir/translator at the end; token: `hf auth login` or HF_TOKEN
+    hub_model_id: str | None = None  # owner/name
+    hub_license: str = "s-lab"  # model card licence: "s-lab" (derived from the authors' weights) or an SPDX id
 
 
 def make_trackers(report_to: str, logging_dir: Path, project: str) -> list:
@@ -139,39 +142,21 @@ def cycle(loader: DataLoader):
         yield from loader
 
 
-def push_translator_to_hub(folder: Path, repo_id: str) -> str:
-    """Create (if needed) the model repo ``repo_id`` and upload ``folder``; the token comes from the
-    local login or HF_TOKEN and is never printed."""
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = create_repo(repo_id, exist_ok=True, repo_type="model").repo_id
-    upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Scenimefy translator (train_translator.py)")
-    return repo_id
-
-
-def write_model_card(folder: Path, config: TrainTranslatorConfig, global_step: int) -> None:
-    (folder / "README.md").write_text(
-        "---\nlibrary_name: scenimefy\ntags: [image-to-image, anime, scenimefy]\n---\n\n"
-        "# Scenimefy translator\n\n"
-        "Photo -> anime-scene translator trained with the semi-supervised method of *Scenimefy: Learning to Craft "
-        "Anime Scene via Semi-Supervised Image-to-Image Translation* (Jiang et al., ICCV 2023), "
-        "using `train/train_translator.py` of the Scenimefy toolkit.\n\n"
-        f"- steps: {global_step}, epochs: {config.epochs}, crop: {config.crop_size}px, batch: {config.train_batch_size}\n"
-        f"- losses: GAN {config.lambda_gan}, SRC {config.lambda_src}, hDCE {config.lambda_hdce}, cGAN "
-        f"{config.lambda_gan_pair}, StylePatchNCE {config.lambda_style}, VGG {config.lambda_vgg}\n\n"
-        "```python\nfrom scenimefy import ScenimefyTranslator\nG = ScenimefyTranslator.from_pretrained(\"<this repo>\")\n```\n"
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(TrainTranslatorConfig, argv, description=__doc__)
     settings = LossSettings.from_config(config)
+    if config.push_to_hub:  # refuse now rather than after days of training
+        if not config.hub_model_id or config.hub_model_id.count("/") != 1:
+            raise ConfigError("--push_to_hub needs --hub_model_id owner/name")
+        if hub.offline_mode():
+            raise ConfigError("--push_to_hub with HF_HUB_OFFLINE set: uploads are disabled")
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         log_with=make_trackers(config.report_to, output_dir / "logs", config.tracker_project_name) or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)  # one line per file saved
     logger.info(accelerator.state, main_process_only=False)
     if config.seed is not None:
         set_seed(config.seed, device_specific=True)  # different crops and patches on each process
@@ -191,9 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     vgg = None
     if settings.unsupervised and settings.lambda_vgg > 0:
-        from scenimefy.losses.perceptual import VGGPerceptualLoss
-
-        vgg = VGGPerceptualLoss(weights=config.vgg_weights).to(accelerator.device)
+        if config.vgg_weights == "random":
+            logger.warning("vgg_weights=random: the VGG loss compares features of an untrained network (smoke tests only)")
+        weights = None if config.vgg_weights == "random" else config.vgg_weights
+        vgg = VGGPerceptualLoss(weights=weights).to(accelerator.device)
 
     # Data.
     unpaired_loader, paired_loader = make_dataloaders(config, settings)
@@ -306,11 +292,14 @@ def main(argv: list[str] | None = None) -> None:
         save_samples(global_step)
         final_dir = output_dir / "translator"
         accelerator.unwrap_model(nets.generator).save_pretrained(final_dir)
-        write_model_card(final_dir, config, global_step)
         logger.info(f"saved the translator to {final_dir}")
         if config.push_to_hub:
-            repo_id = push_translator_to_hub(final_dir, config.hub_model_id or output_dir.resolve().name)
-            logger.info(f"uploaded to https://huggingface.co/{repo_id}")
+            # create_repo + upload_folder with a generated model card; the token is never printed.
+            result = publish.publish_translator(
+                final_dir, config.hub_model_id, training_config=config_to_dict(config), license=config.hub_license,
+                commit_message=f"Scenimefy translator, {global_step} steps (train_translator.py)",
+            )
+            logger.info(f"uploaded to {result.url}")
     progress.close()
     accelerator.end_training()
 
@@ -318,5 +307,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except ConfigError as err:
+    except (ConfigError, DataSourceError, PerceptualWeightsError) as err:
         raise SystemExit(f"train_translator.py: {err}") from None

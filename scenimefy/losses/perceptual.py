@@ -103,20 +103,27 @@ class VGGPerceptualLoss(nn.Module):
     def __init__(self, arch: str = "vgg19", layer: str = "conv4_4", weights: str | os.PathLike | None = "imagenet"):
         super().__init__()
         import torchvision.models as tvm  # after `import scenimefy`, which makes torchvision importable
+        from torchvision.models.vgg import cfgs, make_layers
 
-        builders = {"vgg16": (tvm.vgg16, tvm.VGG16_Weights), "vgg19": (tvm.vgg19, tvm.VGG19_Weights)}
-        if arch not in builders:
-            raise ValueError(f"unknown VGG arch {arch!r}; choose one of {sorted(builders)}")
-        build, weights_enum = builders[arch]
-        vgg = build(weights=None)
+        # Only the convolutional stack is built: the classifier (120M of VGG's 140M weights) is unused.
+        archs = {"vgg16": ("D", tvm.VGG16_Weights), "vgg19": ("E", tvm.VGG19_Weights)}
+        if arch not in archs:
+            raise ValueError(f"unknown VGG arch {arch!r}; choose one of {sorted(archs)}")
+        cfg, weights_enum = archs[arch]
+        features = make_layers(cfgs[cfg])
         if weights == "imagenet":
-            vgg.load_state_dict(_imagenet_state_dict(weights_enum.IMAGENET1K_V1))
+            state = _imagenet_state_dict(weights_enum.IMAGENET1K_V1)
         elif weights is not None:
-            vgg.load_state_dict(_file_state_dict(Path(weights)))
-        names = _layer_names(vgg.features)
+            state = _file_state_dict(Path(weights))
+        if weights is not None:
+            # a full torchvision VGG state dict ("features.0.weight", ...) or a features-only one
+            if any(k.startswith("features.") for k in state):
+                state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+            features.load_state_dict(state)
+        names = _layer_names(features)
         if layer not in names:
             raise ValueError(f"{arch} has no layer {layer!r}; known: {', '.join(names)}")
-        self.features = vgg.features[: names.index(layer) + 1]
+        self.features = features[: names.index(layer) + 1]
         self.features.requires_grad_(False)
         self.eval()
 

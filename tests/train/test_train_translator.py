@@ -228,30 +228,41 @@ def test_single_branch_runs(tiny_data, tmp_path, reset_accelerate, flags):
     assert (out / "translator" / "config.json").is_file()
 
 
+def test_hosoda_vgg_loss_runs_and_missing_weights_fail_fast(tiny_data, tmp_path, monkeypatch, reset_accelerate):
+    out = tmp_path / "run"
+    argv = ["--config", str(tiny_data / "tiny.yaml"), "--output_dir", str(out), "--max_train_steps", "1", "--lambda_vgg", "0.2"]
+    load_script().main([*argv, "--vgg_weights", "random"])
+    assert "vgg" in read_metrics(out / "logs" / "translator" / "metrics.jsonl")[0]
+    from scenimefy.losses.perceptual import PerceptualWeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))  # HF_HUB_OFFLINE=1 from conftest
+    start = time.perf_counter()
+    with pytest.raises(PerceptualWeightsError, match="not cached"):
+        load_script().main([*argv, "--output_dir", str(tmp_path / "run2")])
+    assert time.perf_counter() - start < 60
+
+
 def test_missing_data_is_a_config_error(tiny_data, tmp_path, reset_accelerate):
     with pytest.raises(ConfigError, match="--paired_data"):
         load_script().main(["--config", str(tiny_data / "tiny.yaml"), "--output_dir", str(tmp_path), "--paired_data", ""])
 
 
-def test_push_to_hub_uploads_the_translator_folder_without_printing_the_token(tmp_path, monkeypatch, capsys):
-    import huggingface_hub
+def test_push_to_hub_publishes_the_final_translator(tiny_data, tmp_path, monkeypatch, reset_accelerate):
+    import scenimefy.hub
+    import scenimefy.publish
 
-    calls = {}
-
-    class Repo:
-        repo_id = "someone/scenimefy-test"
-
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
-    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)) and Repo())
-    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kw: calls.setdefault("upload", kw))
-    (tmp_path / "translator").mkdir()
-    repo = load_script().push_translator_to_hub(tmp_path / "translator", "scenimefy-test")
-    assert repo == "someone/scenimefy-test"
-    assert calls["create"][0] == "scenimefy-test" and calls["create"][1]["exist_ok"]
-    assert calls["upload"]["repo_id"] == "someone/scenimefy-test"
-    assert calls["upload"]["folder_path"] == str(tmp_path / "translator")
-    captured = capsys.readouterr()
-    assert "hf_secret_value" not in captured.out + captured.err
+    calls = []
+    monkeypatch.setattr(scenimefy.hub, "offline_mode", lambda: False)
+    monkeypatch.setattr(scenimefy.publish, "publish_translator", lambda *a, **kw: calls.append((a, kw)) or
+                        scenimefy.publish.PublishResult(a[1], "model", [], None, "https://hf.co/someone/x"))
+    out = tmp_path / "run"
+    argv = ["--config", str(tiny_data / "tiny.yaml"), "--output_dir", str(out), "--max_train_steps", "1", "--push_to_hub"]
+    with pytest.raises(ConfigError, match="hub_model_id"):
+        load_script().main(argv)
+    load_script().main([*argv, "--hub_model_id", "someone/x"])
+    (folder, repo_id), kw = calls[0]
+    assert Path(folder) == out / "translator" and repo_id == "someone/x"
+    assert kw["training_config"]["lambda_style"] == 0.05 and kw["license"] == "s-lab"
 
 
 # ---------------------------------------------------------------------------- 2 processes, kill, resume
@@ -278,6 +289,23 @@ def _launch(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process under it (torchrun starts its workers in their own sessions)."""
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    for proc in [*tree, psutil.Process(process.pid)] if process.poll() is None else tree:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+    psutil.wait_procs(tree, timeout=30)
+
+
 @pytest.mark.slow
 def test_two_processes_killed_mid_run_resume_from_latest_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "run"
@@ -291,11 +319,10 @@ def test_two_processes_killed_mid_run_resume_from_latest_checkpoint(tiny_data, t
             time.sleep(0.05)
         assert checkpoint_dirs(out), (out.parent / "run.log").read_text()[-3000:]
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)  # the launcher and both workers, mid-run
-        first.wait()
+        _kill_tree(first)  # the launcher and both workers, mid-run
     assert not (out / "translator").exists(), "the first run finished before it could be killed"
     killed_at = int(checkpoint_dirs(out)[-1].name.split("-")[1])
+    assert killed_at < 80
 
     second = _launch(tiny_data / "tiny.yaml", out, *run, "--resume", "latest")
     assert second.wait(timeout=300) == 0, (out.parent / "run.log").read_text()[-3000:]
@@ -304,8 +331,10 @@ def test_two_processes_killed_mid_run_resume_from_latest_checkpoint(tiny_data, t
     rows = read_metrics(out / "logs" / "translator" / "metrics.jsonl")
     steps = [r["step"] for r in rows]
     assert steps[-1] == 80
-    resumed = steps[steps.index(killed_at + 1, len([s for s in steps if s <= killed_at])):] if killed_at < 80 else []
-    assert resumed == list(range(killed_at + 1, 81))  # the second run continued from the checkpoint's step
+    # the second run's rows (after whatever the killed run logged past its last checkpoint)
+    # continue from the checkpoint's step to the end
+    start = max(i for i, step in enumerate(steps) if step == killed_at + 1)
+    assert steps[start:] == list(range(killed_at + 1, 81))
     assert checkpoint_dirs(out)[-1].name == "checkpoint-80"
     translator = ScenimefyTranslator.from_pretrained(out / "translator")
     with torch.no_grad():
