@@ -56,9 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
-    # One full-size step is ~2 TFLOP: on 2 CPU cores a single timed step per variant is what fits
-    # in a few minutes. Raise both on a GPU.
-    parser.add_argument("--iters", type=int, default=1)
+    # One full-size step is ~2 TFLOP: on 2 CPU cores two timed steps per variant is what fits in a
+    # few minutes. Raise both on a GPU.
+    parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -81,12 +81,22 @@ def main() -> None:
         loss = generator_nonsaturating_loss(discriminator(generator(generator.mapping(z), noise_mode="random")))
         loss.backward()
 
-    # The same function, the same weights: only the upfirdn2d implementation differs.
-    ours = time_it(step, args.warmup, args.iters, device)
-    with use_reference_upfirdn2d():
-        reference = time_it(step, args.warmup, args.iters, device)
-    print(f"training step (forward + backward, G and D): ours {ours:.3f} s, reference upfirdn2d {reference:.3f} s, "
-          f"ratio reference/ours = {reference / ours:.2f}x")
+    # The same function, the same weights: only the upfirdn2d implementation differs. The two
+    # variants alternate, so a change of machine load during the run hits both alike.
+    def reference_step() -> None:
+        with use_reference_upfirdn2d():
+            step()
+
+    for _ in range(args.warmup):
+        step()
+        reference_step()
+    ours, reference = [], []
+    for _ in range(args.iters):
+        ours.append(time_it(step, 0, 1, device))
+        reference.append(time_it(reference_step, 0, 1, device))
+    ours_s, reference_s = statistics.median(ours), statistics.median(reference)
+    print(f"training step (forward + backward, G and D), median of {args.iters}: ours {ours_s:.3f} s, "
+          f"reference upfirdn2d {reference_s:.3f} s, ratio reference/ours = {reference_s / ours_s:.2f}x")
 
     # Each resampling op at the largest shape of the step: (name, input shape, kernel scale, up, down, pad).
     channels = generator.channels[args.size]
