@@ -52,7 +52,14 @@ from scenimefy.stylegan_training import (
     sample_latents,
     set_requires_grad,
 )
-from scenimefy.training import ConfigError, config_to_dict, load_checkpoint, parse_config, resolve_resume, save_checkpoint
+from scenimefy.training import (
+    ConfigError,
+    config_to_dict,
+    load_checkpoint,
+    parse_config,
+    resolve_resume,
+    save_checkpoint,
+)
 
 logger = get_logger(__name__)
 
@@ -114,9 +121,12 @@ def load_source(path: str) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator |
     source = Path(path)
     if source.is_file():
         states = load_rosinality_checkpoint(source)
-        return stylegan2_from_rosinality(states, "g_ema"), stylegan2_from_rosinality(states, "d") if "d" in states else None
+        discriminator = stylegan2_from_rosinality(states, "d") if "d" in states else None
+        return stylegan2_from_rosinality(states, "g_ema"), discriminator
     if not (source / "generator" / "config.json").is_file():
-        raise ConfigError(f"--source_model {source}: expected a folder with generator/ (and discriminator/) or a .pt file")
+        raise ConfigError(
+            f"--source_model {source}: expected a folder with generator/ (and discriminator/) or a .pt file"
+        )
     generator = StyleGAN2Generator.from_pretrained(source / "generator")
     has_d = (source / "discriminator" / "config.json").is_file()
     return generator, StyleGAN2Discriminator.from_pretrained(source / "discriminator") if has_d else None
@@ -230,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
             samples_dir.mkdir(parents=True, exist_ok=True)
             with torch.no_grad():
                 pairs = torch.stack([source(sample_w), target_ema(sample_w)], dim=1).flatten(0, 1)  # (2N, 3, H, W)
-            image_grid(pairs, ncols=2 * max(1, int(config.num_sample_images**0.5))).save(samples_dir / f"step-{step:07d}.png")
+            grid = image_grid(pairs, ncols=2 * max(1, int(config.num_sample_images**0.5)))
+            grid.save(samples_dir / f"step-{step:07d}.png")
 
     unwrapped = accelerator.unwrap_model(target)
     batches = cycle(loader)

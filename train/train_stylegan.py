@@ -43,7 +43,14 @@ from scenimefy.stylegan_training import (
     sample_latents,
     set_requires_grad,
 )
-from scenimefy.training import ConfigError, config_to_dict, load_checkpoint, parse_config, resolve_resume, save_checkpoint
+from scenimefy.training import (
+    ConfigError,
+    config_to_dict,
+    load_checkpoint,
+    parse_config,
+    resolve_resume,
+    save_checkpoint,
+)
 
 logger = get_logger(__name__)
 
@@ -184,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             samples_dir.mkdir(parents=True, exist_ok=True)
             with torch.no_grad():
                 images = generator_ema(generator_ema.mapping(sample_z.to(accelerator.device)))
-            image_grid(images, ncols=int(config.num_sample_images**0.5 + 0.5)).save(samples_dir / f"step-{step:07d}.png")
+            grid = image_grid(images, ncols=int(config.num_sample_images**0.5 + 0.5))
+            grid.save(samples_dir / f"step-{step:07d}.png")
 
     unwrapped = accelerator.unwrap_model(generator)
     batches = cycle(loader)
@@ -200,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         # Discriminator: logistic loss on reals vs fakes, lazy R1.
         set_requires_grad(discriminator, True)
         with torch.no_grad():
-            fake = generator(sample_latents(unwrapped, batch_size, config.mixing_prob, accelerator.device), noise_mode="random")
+            latents = sample_latents(unwrapped, batch_size, config.mixing_prob, accelerator.device)
+            fake = generator(latents, noise_mode="random")
         logs = discriminator_step(
             discriminator, d_optimizer, real, fake, accelerator.backward, config.r1_gamma,
             regularize=global_step % config.d_reg_every == 0, reg_interval=config.d_reg_every,

@@ -88,12 +88,16 @@ def load_clip_image_encoder(
     name = _model_name(model_name)
     try:
         model = open_clip.create_model(
-            name, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None, require_pretrained=bool(pretrained)
+            name,
+            pretrained=pretrained,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            require_pretrained=bool(pretrained),
         )
     except RuntimeError as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        where = " offline (HF_HUB_OFFLINE is set)" if offline else ""
         raise PriorWeightsError(
-            f"CLIP weights {name}/{pretrained} are not available{' offline (HF_HUB_OFFLINE is set)' if offline else ''}: "
+            f"CLIP weights {name}/{pretrained} are not available{where}: "
             f"{str(err).splitlines()[0]} Download them once online (open_clip caches them in the Hugging Face "
             f"cache) or use randomly initialised priors (random_priors) for a smoke run."
         ) from None

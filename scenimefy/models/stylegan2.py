@@ -78,7 +78,13 @@ class EqualLinear(nn.Module):
 
 class EqualConv2d(nn.Module):
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias: bool = True
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -168,7 +174,9 @@ class StyledConv(nn.Module):
         blur_kernel: Sequence[float] = (1, 3, 3, 1),
     ) -> None:
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channels, out_channels, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channels)
 
@@ -179,7 +187,9 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """1x1 modulated conv (no demodulation) to RGB, added to the upsampled RGB of the previous block."""
 
-    def __init__(self, in_channels: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(
+        self, in_channels: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1)
+    ) -> None:
         super().__init__()
         self.upsample = Upsample(blur_kernel) if upsample else None
         self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
@@ -235,7 +245,9 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
         in_channels = self.channels[4]
         for log_res in range(3, self.log_size + 1):
             out_channels = self.channels[2**log_res]
-            self.convs.append(StyledConv(in_channels, out_channels, 3, style_dim, upsample=True, blur_kernel=blur_kernel))
+            self.convs.append(
+                StyledConv(in_channels, out_channels, 3, style_dim, upsample=True, blur_kernel=blur_kernel)
+            )
             self.convs.append(StyledConv(out_channels, out_channels, 3, style_dim, blur_kernel=blur_kernel))
             self.to_rgbs.append(ToRGB(out_channels, style_dim, blur_kernel=blur_kernel))
             in_channels = out_channels
@@ -379,7 +391,9 @@ class ResBlock(nn.Module):
         super().__init__()
         self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_kernel=blur_kernel)
         self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel)
-        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, blur_kernel=blur_kernel, bias=False, activate=False)
+        self.skip = ConvLayer(
+            in_channels, out_channels, 1, downsample=True, blur_kernel=blur_kernel, bias=False, activate=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)  # (B, C_out, H/2, W/2)
