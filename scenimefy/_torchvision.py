@@ -10,6 +10,12 @@ When the extension loads (matching CUDA torch, or a CPU torchvision build) nothi
 Otherwise the ``nms``/``qnms`` schemas are defined without kernels: the import succeeds, and
 torchvision's compiled ops (nms, roi_align, image IO) stay unavailable. This project uses Pillow
 and PyAV for IO and never calls them.
+
+``import scenimefy`` runs the fix. Programs that import torchvision before any of our code
+(``accelerate launch`` imports timm, which imports torchvision) need it earlier:
+``python -c "import scenimefy._torchvision as t; t.install_startup_hook()"`` (``make`` does this) writes a ``.pth`` file
+into site-packages holding a tiny import hook that runs the fix the first time anything imports
+torchvision. It costs nothing at start-up: torch is imported only when torchvision is.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import sysconfig
+from pathlib import Path
 
 import torch
 
@@ -42,6 +50,31 @@ def ensure_torchvision_importable() -> None:
     _LIBRARY = torch.library.Library("torchvision", "DEF")
     _LIBRARY.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARY.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+HOOK_FILE = "scenimefy-torchvision-shim.pth"
+
+# site.py executes .pth lines that start with "import"; this one installs a meta-path finder that
+# steps aside (removes itself) and runs the fix when "torchvision" is first imported.
+_HOOK_LINE = (
+    "import sys; exec(\"class _ScenimefyTorchvisionHook:\\n"
+    " def find_spec(self, name, path=None, target=None):\\n"
+    "  if name == 'torchvision':\\n"
+    "   sys.meta_path.remove(self)\\n"
+    "   try:\\n"
+    "    from scenimefy._torchvision import ensure_torchvision_importable; ensure_torchvision_importable()\\n"
+    "   except ImportError:\\n"
+    "    pass\\n"
+    "  return None\\n"
+    "sys.meta_path.insert(0, _ScenimefyTorchvisionHook())\")\n"
+)
+
+
+def install_startup_hook(site_packages: str | os.PathLike | None = None) -> Path:
+    """Write the start-up hook into ``site_packages`` (default: this interpreter's purelib)."""
+    target = Path(site_packages or sysconfig.get_paths()["purelib"]) / HOOK_FILE
+    target.write_text(_HOOK_LINE)
+    return target
 
 
 ensure_torchvision_importable()

@@ -127,10 +127,16 @@ def _add_stylize(sub) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    import argparse as _argparse
+
+    import torch
+
     from .convert import convert_reference_translator, safe_torch_load
 
     src = Path(args.src)
-    state = safe_torch_load(src)
+    # The authors' StyleGAN2 .pt files pickle their argparse Namespace; allow exactly that class.
+    with torch.serialization.safe_globals([_argparse.Namespace]):
+        state = safe_torch_load(src)
     if any(key in state for key in ("g_ema", "g", "d")):
         from . import convert
 
