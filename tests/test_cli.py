@@ -114,3 +114,18 @@ def test_styles_lists_status(tmp_path):
     assert result.returncode == 0
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert "needs weights" in lines["hosoda"] and "needs weights" in lines["shinkai"]
+
+
+def test_convert_stylegan2_with_pickled_args(tmp_path):
+    import argparse
+
+    parity = torch.load(PARITY / "stylegan2.pt", weights_only=True)
+    # The authors' lhq-220000.pt layout: state dicts plus their pickled argparse Namespace.
+    torch.save({**parity, "args": argparse.Namespace(size=64, latent=128, n_mlp=4)}, tmp_path / "lhq.pt")
+    result = run_cli("convert", tmp_path / "lhq.pt", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    from scenimefy.models.stylegan2 import StyleGAN2Generator
+
+    generator = StyleGAN2Generator.from_pretrained(tmp_path / "out" / "generator")
+    assert generator.config.size == 64 and generator.config.style_dim == 128
+    assert (tmp_path / "out" / "discriminator" / "config.json").is_file()
