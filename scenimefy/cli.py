@@ -302,7 +302,50 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(handler=_evaluate)
 
 
-COMMANDS: list[Callable] = [_add_stylize, _add_convert, _add_styles, _add_download, _add_evaluate]
+def _video(args: argparse.Namespace) -> int:
+    from .video import stylize_video
+
+    if not Path(args.input).is_file():
+        raise CommandError(f"{args.input}: no such file")
+    pipe = _load_pipeline(args)
+    result = stylize_video(
+        pipe, args.input, args.output, stabilize=args.stabilize, momentum=args.momentum, start=args.start,
+        duration=args.duration, max_side=args.max_side, batch_size=args.batch_size, crf=args.crf, preset=args.preset,
+        measure_flicker=args.flicker,
+    )  # fmt: skip
+    print(
+        f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s "
+        f"({result.frames_per_second:.2f} frames/s), audio {result.audio} -> {result.path}"
+    )
+    if result.flicker is not None:
+        print(f"flicker index {result.flicker.index:.3f} (static regions: {result.flicker.static:.2f} levels/frame)")
+    return 0
+
+
+def _add_video(sub) -> None:
+    p = sub.add_parser(
+        "video",
+        help="stylize a video (keeps timing, rotation and the audio track)",
+        description="Stylize a video into an H.264 anime clip; the audio is copied (or re-encoded to AAC).",
+    )
+    p.add_argument("input", help="video file (anything FFmpeg reads)")
+    p.add_argument("-o", "--output", required=True, help="output file: .mp4 (default choice), .m4v, .mov or .mkv")
+    _add_model_args(p)
+    p.add_argument("--stabilize", action=argparse.BooleanOptionalAction, default=True,
+                   help="smooth InstanceNorm statistics across frames against colour flicker (default: on)")  # fmt: skip
+    p.add_argument("--momentum", type=float, default=0.9, help="stabilisation: weight of the past frames' statistics")
+    p.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
+    p.add_argument("--duration", type=float, default=None, help="stylize only this many seconds (a preview)")
+    p.add_argument("--max-side", type=int, default=None, help="scale frames so the longer side is at most this")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per network call")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality: lower is better (18: visually lossless)")
+    p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast .. veryslow)")
+    p.add_argument("--flicker", action="store_true", help="also measure and print the flicker index")
+    p.set_defaults(handler=_video)
+
+
+COMMANDS: list[Callable] = [_add_stylize, _add_convert, _add_styles, _add_download, _add_evaluate, _add_video]
+
 
 def _publish(args: argparse.Namespace) -> int:
     from . import publish

@@ -25,7 +25,7 @@ import os
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from .models.translator import BlurDownsample, BlurUpsample, ScenimefyTranslator
 
 EPS = 1e-5  # InstanceNorm epsilon of the translator
+#: ``norm_stats(layer, mean, var) -> (mean, var)``, the optional hook of :func:`translate`.
+NormStatsHook = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 #: Default activation budget per image on CPU; CUDA uses half of the free device memory.
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 
@@ -126,6 +128,14 @@ class _Context:
     stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     saved: dict[int, tuple[torch.Tensor, _Span, _Span]] = field(default_factory=dict)
     keep_saved: bool = False  # tiles of one segment all read the same saved map
+    norm_stats: NormStatsHook | None = None  # see translate()
+
+    def put_stats(self, index: int, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """Store norm ``index``'s whole-image statistics (C,), passed through the hook if any."""
+        if self.norm_stats is not None:
+            mean, var = self.norm_stats(index, mean[None].float(), var[None].float())
+            mean, var = mean[0], var[0]
+        self.stats[index] = (mean, var)
 
 
 # --------------------------------------------------------------------------- operations
@@ -319,6 +329,10 @@ class _Norm(_Op):
 
     def __call__(self, x, rows, cols, ctx):
         stats = ctx.stats.get(self.index)
+        if stats is None and ctx.norm_stats is not None:  # whole image, statistics for the hook
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
+            ctx.put_stats(self.index, mean, var)
+            stats = ctx.stats[self.index]
         if stats is None:  # the tensor is the whole image: its own statistics
             y = F.batch_norm(x, None, None, self.weight, None, True, 0.0, EPS)
         else:
@@ -450,6 +464,7 @@ def translate(
     dtype: torch.dtype | None = None,
     memory_budget: int | None = None,
     tile_size: int | None = None,
+    norm_stats: NormStatsHook | None = None,
 ) -> torch.Tensor:
     """Translate ``x`` (B, 3, H, W) in [-1, 1] -> float32 (B, 3, H, W) in [-1, 1] on x's device.
 
@@ -460,6 +475,12 @@ def translate(
         memory_budget: bytes of activations one image may use; larger images run tiled.
             Default 2 GiB on CPU, half the free memory on CUDA.
         tile_size: force tiling with tiles of this many pixels a side (multiple of 16).
+        norm_stats: a hook on the InstanceNorm statistics (default None: each image its own,
+            unchanged behaviour). ``norm_stats(layer, mean, var)`` is called once per norm layer
+            and sample, in network order (layer = 0, 1, ..., samples one after another), with
+            that sample's whole-image per-channel mean and biased variance as (1, C) float32,
+            and returns the (1, C) mean and variance to normalise with. Video stabilisation
+            uses it to smooth the statistics across frames (scenimefy.video.NormStatsSmoother).
     """
     if x.dim() != 4 or x.shape[1] != model.config.in_channels:
         raise ValueError(f"expected a (B, {model.config.in_channels}, H, W) batch, got shape {tuple(x.shape)}")
@@ -479,9 +500,9 @@ def translate(
             xb = x[b : b + 1].to(device=device, dtype=settings.dtype, memory_format=fmt)
             if tile_size is None and _untiled_bytes(ops, h, w, xb.shape[1], xb.element_size()) <= budget:
                 rows, cols = _Span(0, h, h), _Span(0, w, w)
-                yb = _run(ops, xb, rows, cols, _Context())[0]
+                yb = _run(ops, xb, rows, cols, _Context(norm_stats=norm_stats))[0]
             else:
-                yb = _tiled(ops, xb, budget, tile_size)
+                yb = _tiled(ops, xb, budget, tile_size, norm_stats)
             out[b : b + 1].copy_(yb)
     return out
 
@@ -576,9 +597,11 @@ def _grid(n: int, step: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def _tiled(ops: list[_Op], x: torch.Tensor, budget: int, tile: int | None) -> torch.Tensor:
+def _tiled(
+    ops: list[_Op], x: torch.Tensor, budget: int, tile: int | None, norm_stats: NormStatsHook | None = None
+) -> torch.Tensor:
     """Run ``ops`` on one sample segment by segment, each segment tile by tile."""
-    ctx = _Context(keep_saved=True)
+    ctx = _Context(keep_saved=True, norm_stats=norm_stats)
     bounds = [0, *_cuts(ops, x.shape[1]), len(ops)]
     src, scale = x, 1.0  # scale: resolution of src relative to the input
     for a, b in zip(bounds, bounds[1:]):
@@ -635,7 +658,7 @@ def _run_segment(ops, src, scale, ctx, collect, budget, tile):
             moments = _Moments()
             for core_r, core_c in cores:
                 moments.add(run_tile(core_r, core_c, ops[:q]))
-            ctx.stats[op.index] = moments.result()
+            ctx.put_stats(op.index, *moments.result())
 
     in_place = halo == 0 and factor == 1.0 and not any(isinstance(op, _Conv) for op in ops)
     out = None
@@ -650,7 +673,7 @@ def _run_segment(ops, src, scale, ctx, collect, budget, tile):
         if moments is not None:
             moments.add(y)
     if moments is not None:
-        ctx.stats[collect.index] = moments.result()
+        ctx.put_stats(collect.index, *moments.result())
     return out
 
 

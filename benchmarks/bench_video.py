@@ -1,0 +1,144 @@
+"""Video stylization speed and temporal stability, on the test clip at its full 540x960 size.
+
+In one run, with the full-size translator (the converted parity weights: the paper's network,
+random but fixed weights; speed and the flicker mechanism do not depend on what was learned):
+
+- our default path (``scenimefy.video.stylize_video``: streamed decode, batches through the
+  fast inference path, stabilised statistics, x264 encode, audio copied), frames/s;
+- the same path with stabilisation off: frames/s and the flicker index;
+- a naive loop: decode a frame, fp32 eager ``model(x)``, encode it; frames/s on a subset;
+- optionally a preview (``--preview-side``: frames scaled down in the decoder), frames/s.
+
+The flicker index (defined in scenimefy/video.py) is the mean absolute change between
+consecutive output frames divided by that of the input frames; lower is steadier. The static
+figure is the mean output change (8-bit levels) where the input did not change.
+
+    python benchmarks/bench_video.py                           # the whole clip (slow on CPU)
+    python benchmarks/bench_video.py --frames 24 --naive-frames 8   # a CPU-sized subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import scenimefy  # noqa: E402,F401  (before torchvision)
+from scenimefy.convert import load_reference_translator  # noqa: E402
+from scenimefy.inference import choose_settings  # noqa: E402
+from scenimefy.pipeline import ScenimefyPipeline  # noqa: E402
+from scenimefy.video import probe_video, stylize_video  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLIP = SHARED / "data" / "video" / "hanami.mp4"
+WEIGHTS = SHARED / "parity" / "net_G.pth"
+
+
+def naive_loop(model, src: Path, dst: Path, frames: int, crf: int, preset: str) -> tuple[int, float]:
+    """Decode -> fp32 eager generator on one frame -> encode, frame after frame."""
+    began = time.perf_counter()
+    done = 0
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        vout.options = {"crf": str(crf), "preset": preset}
+        for frame in inp.decode(vin):
+            rgb = frame.to_ndarray(format="rgb24")
+            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+            h, w = x.shape[-2:]
+            x = F.pad(x, (0, -w % 4, 0, -h % 4), mode="reflect")
+            with torch.inference_mode():
+                y = model(x)[:, :, :h, :w]
+            pixels = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+            for packet in vout.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")):
+                out.mux(packet)
+            done += 1
+            if done >= frames:
+                break
+        for packet in vout.encode(None):
+            out.mux(packet)
+    return done, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", type=Path, default=CLIP)
+    parser.add_argument("--weights", type=Path, default=WEIGHTS)
+    parser.add_argument("--frames", type=int, default=None, help="frames for our path (default: the whole clip)")
+    parser.add_argument("--naive-frames", type=int, default=16, help="frames for the naive loop (it is slow)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--preview-side", type=int, default=None, help="also time a preview at this max side")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--crf", type=int, default=18)
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    info = probe_video(args.clip)
+    total = info.frames or round((info.duration or 0) * float(info.fps or 30))
+    frames = min(args.frames or total, total)
+    # The range is set in seconds; half a frame of slack keeps exactly ``frames`` frames.
+    duration = None if frames >= total else (frames - 0.5) / float(info.fps)
+    model = load_reference_translator(args.weights).eval().to(args.device)
+    pipe = ScenimefyPipeline(model)
+    device = torch.device(args.device)
+    settings = choose_settings(device)
+    print(f"clip {args.clip.name}: {info.width}x{info.height}, {total} frames at {float(info.fps):.2f} fps, "
+          f"audio {info.audio_codec}; device {args.device}, torch threads {torch.get_num_threads()}, "
+          f"fast path {settings.dtype} channels_last={settings.channels_last}")  # fmt: skip
+    print(f"our path on {frames} frames (full size), naive loop on {min(args.naive_frames, frames)} frames\n")
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        runs = [("default (stabilised)", dict(stabilize=True)), ("default, no stabilisation", dict(stabilize=False))]
+        if args.preview_side:
+            runs.append((f"preview max side {args.preview_side} (stabilised)", dict(stabilize=True, max_side=args.preview_side)))
+        for name, kwargs in runs:
+            result = stylize_video(
+                pipe, args.clip, tmp / "ours.mp4", duration=duration, batch_size=args.batch_size, crf=args.crf,
+                preset=args.preset, measure_flicker=True, progress=True, **kwargs,
+            )  # fmt: skip
+            rows[name] = {
+                "frames": result.frames, "size": f"{result.width}x{result.height}", "seconds": result.seconds,
+                "fps": result.frames_per_second, "flicker_index": result.flicker.index,
+                "flicker_static": result.flicker.static, "audio": result.audio,
+            }  # fmt: skip
+            print(f"  {name}: {result.frames_per_second:.3f} frames/s, flicker {result.flicker.index:.3f}", flush=True)
+        done, seconds = naive_loop(model, args.clip, tmp / "naive.mp4", min(args.naive_frames, frames), args.crf, args.preset)
+        rows["naive loop (fp32 eager, frame by frame)"] = {
+            "frames": done, "size": f"{info.width}x{info.height}", "seconds": seconds, "fps": done / seconds,
+            "flicker_index": None, "flicker_static": None, "audio": "none",
+        }  # fmt: skip
+
+    naive_fps = rows["naive loop (fp32 eager, frame by frame)"]["fps"]
+    print(f"\n| run | frames | size | frames/s | vs naive | flicker index | static flicker (levels) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        flick = "" if r["flicker_index"] is None else f"{r['flicker_index']:.3f}"
+        static = "" if r["flicker_static"] is None else f"{r['flicker_static']:.2f}"
+        print(f"| {name} | {r['frames']} | {r['size']} | {r['fps']:.3f} | {r['fps'] / naive_fps:.2f}x | {flick} | {static} |")
+    steady, plain = rows["default (stabilised)"], rows["default, no stabilisation"]
+    print(f"\nspeed-up of the default path over the naive loop at full size: {steady['fps'] / naive_fps:.2f}x (target >= 5x)")
+    print(f"flicker index: {plain['flicker_index']:.3f} without -> {steady['flicker_index']:.3f} with stabilisation "
+          f"({'lower' if steady['flicker_index'] < plain['flicker_index'] else 'NOT lower'})")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"frames": frames, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

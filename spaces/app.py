@@ -1,0 +1,55 @@
+"""Hugging Face Space entry point: the toolkit's web app (``app.py``) with Space defaults.
+
+In the published Space the repository's ``app.py`` sits next to this file as
+``scenimefy_app.py`` and the ``scenimefy`` package beside it (``spaces/sync.py`` assembles
+both); in a checkout the repository's ``app.py`` one folder up is used, so
+``python spaces/app.py`` runs exactly what the Space runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_webapp() -> ModuleType:
+    """The web app module: the bundled copy in a Space, the repository's app.py in a checkout."""
+    for candidate in (HERE / "scenimefy_app.py", HERE.parent / "app.py"):
+        if candidate.is_file():
+            spec = importlib.util.spec_from_file_location("scenimefy_app", candidate)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["scenimefy_app"] = module
+            spec.loader.exec_module(module)
+            return module
+    raise FileNotFoundError("scenimefy_app.py (Space bundle) or ../app.py (checkout) not found; run spaces/sync.py")
+
+
+def space_args(cuda: bool) -> list[str]:
+    """Space defaults; command-line arguments given to this script override them."""
+    args = [
+        "--host", os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),  # Spaces route to all interfaces
+        "--port", os.environ.get("GRADIO_SERVER_PORT", "7860"),
+        "--device", "cuda" if cuda else "cpu",
+        "--max-queue", "24",
+    ]  # fmt: skip
+    if not cuda:  # free CPU hardware: keep a request to tens of seconds
+        args += ["--max-side", "768", "--video-max-side", "384", "--video-seconds", "4"]
+    if (HERE / "examples").is_dir():
+        args += ["--examples", str(HERE / "examples")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    webapp = load_webapp()
+    import torch
+
+    webapp.main(space_args(torch.cuda.is_available()) + list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    main()
