@@ -9,8 +9,6 @@ returns the translated batch in [-1, 1], float32, on the input's device. It comp
 * No layout or dtype round trips. ``F.instance_norm`` reshapes to (1, B*C, H, W), which forces a
   channels_last tensor into a contiguous copy; on one sample ``F.batch_norm(training=True)``
   computes the same per-channel statistics directly in channels_last, so every image runs alone.
-* Reflect padding is never materialised: a conv runs with zero padding and only its border
-  lines are recomputed from small reflect-padded strips.
 * The blur-pool and blur-upsample filters are separable ([1,2,1] and [1,3,3,1]): strided
   slices and adds replace the depthwise (transposed) convs, and their 1/16 normalisation is
   folded into the neighbouring norm or conv weight. Conv biases in front of an InstanceNorm
@@ -21,7 +19,10 @@ returns the translated batch in [-1, 1], float32, on the input's device. It comp
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+import threading
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -165,42 +166,27 @@ class _Conv(_Op):
 
     def __call__(self, x, rows, cols, ctx):
         p = self.pad
-        ph = p if rows.head or rows.tail else 0  # conv padding is symmetric per axis:
-        pw = p if cols.head or cols.tail else 0  # an interior side's extra lines are cropped below
-        y = F.conv2d(x, self.weight, self.bias, padding=(ph, pw))
         if self.reflect:
-            self._fix_borders(y, x, rows, cols, ph, pw)
-        top = p if ph and not rows.head else 0
-        bottom = p if ph and not rows.tail else 0
-        left = p if pw and not cols.head else 0
-        right = p if pw and not cols.tail else 0
-        if top or bottom or left or right:
-            y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+            # One reflect-pad copy, on image borders only. (Tried: zero-padded conv plus border
+            # lines recomputed from small reflect-padded strips; it saves the copy but its dozen
+            # small ops per conv cost more, on a shared machine much more.)
+            pads = (p if cols.head else 0, p if cols.tail else 0, p if rows.head else 0, p if rows.tail else 0)
+            y = F.conv2d(F.pad(x, pads, mode="reflect") if any(pads) else x, self.weight, self.bias)
+        else:
+            # Zero padding is free inside the conv, but it is symmetric per axis: on a tile
+            # edge inside the image the extra lines it computes are cropped.
+            ph = p if rows.head or rows.tail else 0
+            pw = p if cols.head or cols.tail else 0
+            y = F.conv2d(x, self.weight, self.bias, padding=(ph, pw))
+            top = p if ph and not rows.head else 0
+            bottom = p if ph and not rows.tail else 0
+            left = p if pw and not cols.head else 0
+            right = p if pw and not cols.tail else 0
+            if top or bottom or left or right:
+                y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
         rows = _Span(rows.start + (0 if rows.head else p), rows.stop - (0 if rows.tail else p), rows.size)
         cols = _Span(cols.start + (0 if cols.head else p), cols.stop - (0 if cols.tail else p), cols.size)
         return y, rows, cols
-
-    def _fix_borders(self, y, x, rows, cols, ph, pw) -> None:
-        """Recompute the p lines along each image border from a reflect-padded strip.
-
-        This replaces ``F.pad(x, mode="reflect")``, a full copy of ``x`` per conv, by convs over
-        strips 3p lines wide. Top and bottom strips share one call (stacked on the batch axis).
-        """
-        p = self.pad
-        for horizontal, span in ((True, rows), (False, cols)):
-            parts = []
-            if span.head:
-                strip = _sl(x, 2 if horizontal else 3, 0, 2 * p)
-                parts.append((0, F.pad(strip, (pw, pw, p, 0) if horizontal else (p, 0, ph, ph), mode="reflect")))
-            if span.tail:
-                strip = _sl(x, 2 if horizontal else 3, -2 * p, None)
-                parts.append((1, F.pad(strip, (pw, pw, 0, p) if horizontal else (0, p, ph, ph), mode="reflect")))
-            if not parts:
-                continue
-            out = F.conv2d(torch.cat([s for _, s in parts]), self.weight, self.bias)
-            for (side, _), o in zip(parts, out.split(x.shape[0])):
-                dim = 2 if horizontal else 3
-                _sl(y, dim, 0 if side == 0 else -p, p if side == 0 else None).copy_(o)
 
 
 class _StridedConv(_Op):
@@ -330,8 +316,9 @@ class _Norm(_Op):
     def __call__(self, x, rows, cols, ctx):
         stats = ctx.stats.get(self.index)
         if stats is None and ctx.norm_stats is not None:  # whole image, statistics for the hook
-            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
-            ctx.put_stats(self.index, mean, var)
+            moments = _Moments()
+            moments.add(x)
+            ctx.put_stats(self.index, *moments.result())
             stats = ctx.stats[self.index]
         if stats is None:  # the tensor is the whole image: its own statistics
             y = F.batch_norm(x, None, None, self.weight, None, True, 0.0, EPS)
@@ -455,6 +442,53 @@ def _no_tf32(device: torch.device, exact: bool) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = before
 
 
+# glibc hands every block above 32 MB to the OS on free() and maps fresh pages for the next one;
+# faulting them in costs ~0.7 ms per MB on this machine, more than an elementwise op's own work
+# (F.batch_norm on a 64 MB map: 43 ms with fresh pages, 10 ms with reused ones; a conv output
+# pays the same). During ``translate`` large blocks therefore come from the heap, where freed
+# ones are reused, and afterwards the defaults are restored and the free memory is returned.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+_GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _glibc():
+    if not sys.platform.startswith("linux") or os.environ.get("SCENIMEFY_MALLOC_TUNING", "1") == "0":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # only glibc has these knobs
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc()
+
+
+@contextmanager
+def _reuse_freed_memory(device: torch.device) -> Iterator[None]:
+    global _heap_users
+    if _LIBC is None or device.type != "cpu":
+        yield
+        return
+    with _heap_lock:
+        _heap_users += 1
+        if _heap_users == 1:
+            _LIBC.mallopt(_M_MMAP_MAX, 0)
+            _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                for param, value in _GLIBC_DEFAULTS.items():
+                    _LIBC.mallopt(param, value)
+                _LIBC.malloc_trim(0)
+
+
 @torch.inference_mode()
 def translate(
     model: ScenimefyTranslator,
@@ -495,7 +529,7 @@ def translate(
     budget = memory_budget if memory_budget is not None else _default_budget(device)
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     out = torch.empty((x.shape[0], model.config.out_channels, h, w), dtype=torch.float32, device=x.device)
-    with _no_tf32(device, exact):
+    with _no_tf32(device, exact), _reuse_freed_memory(device):
         for b in range(x.shape[0]):
             xb = x[b : b + 1].to(device=device, dtype=settings.dtype, memory_format=fmt)
             if tile_size is None and _untiled_bytes(ops, h, w, xb.shape[1], xb.element_size()) <= budget:
@@ -629,8 +663,13 @@ def _run_segment(ops, src, scale, ctx, collect, budget, tile):
     for op in reversed(ops):
         halo = op.halo(halo)
     if tile is None:
+        # The stored maps live through the segment; tiles get the rest of the budget, at most
+        # half of it (larger tiles gain little), at least an eighth.
+        out_channels = next((op.out_channels for op in reversed(ops) if hasattr(op, "out_channels")), src.shape[1])
+        stored = src.numel() + ho * wo * out_channels + sum(t.numel() for t, _, _ in ctx.saved.values() if t is not src)
+        work = max(budget // 8, min(budget // 2, budget - stored * src.element_size()))
         per_pixel = _peak_values(ops, src.shape[1]) * 1.5 * src.element_size()
-        side = int((budget / 2 / per_pixel) ** 0.5) - 2 * halo  # in src pixels
+        side = int((work / per_pixel) ** 0.5) - 2 * halo  # in src pixels
         step = max(16, int(side * factor) // 4 * 4)
     else:
         step = max(4, int(tile * scale * factor) // 4 * 4)

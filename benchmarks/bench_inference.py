@@ -1,0 +1,151 @@
+"""Inference speed, memory and accuracy: our ``translate`` against the reference demo path.
+
+Baseline = what the authors' demo does: fp32 eager ``model(x)`` at full size. Ours = the default
+``translate(model, x)`` (bf16 / fp16, channels_last, no layout copies, tiling when needed) and
+``translate(model, x, exact=True)`` (fp32). All run in one process on the same weights (the
+converted parity checkpoint: random weights in the released Shinkai layout) and the same input (a
+sample photo resized with bicubic), repetitions interleaved; ratios use the minimum over
+repetitions, which is the least disturbed by other processes on a shared machine.
+
+Accuracy: mean / max |difference| of the 8-bit images (round((y+1)*127.5)) against the baseline.
+
+Peak memory: each (path, size) runs once in a fresh subprocess that reads ``ru_maxrss`` (the
+peak resident set of the process, which includes ~0.4 GB of Python, torch and the weights)
+before and after the run: we print the process peak and the increase the run caused.
+
+    python benchmarks/bench_inference.py                  # ~5 min on 2 idle cores
+    python benchmarks/bench_inference.py --sizes 512x512 --reps 2 --skip-memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import scenimefy  # noqa: E402,F401  (before torchvision)
+from scenimefy.convert import load_reference_translator  # noqa: E402
+from scenimefy.inference import choose_settings, cpu_has_fast_bf16, translate  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+WEIGHTS = SHARED / "parity" / "net_G.pth"
+PHOTO = SHARED / "samples" / "space_5.png"
+SIZES = ("512x512", "1024x1024", "1920x1080")
+PATHS = ("baseline", "default", "exact")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, h = (int(v) for v in text.lower().split("x"))
+    return w, h
+
+
+def load_input(width: int, height: int) -> torch.Tensor:
+    image = Image.open(PHOTO).convert("RGB").resize((width, height), Image.BICUBIC)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def run_path(path: str, model, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    if path == "baseline":
+        with torch.inference_mode():
+            return model(x)
+    return translate(model, x, exact=path == "exact", **kwargs)
+
+
+def to_uint8(y: torch.Tensor) -> np.ndarray:
+    return ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def level_diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
+    d = np.abs(to_uint8(a).astype(np.int16) - to_uint8(b).astype(np.int16))
+    return float(d.mean()), int(d.max())
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child(path: str, size: str, kwargs: dict) -> None:
+    """One measurement in a fresh process: prints peak RSS before / after the run as JSON."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    model = load_reference_translator(WEIGHTS)
+    x = load_input(*parse_size(size))
+    before = rss_mb()
+    t = time.perf_counter()
+    run_path(path, model, x, **kwargs)
+    print(json.dumps({"before_mb": before, "peak_mb": rss_mb(), "seconds": time.perf_counter() - t}))
+
+
+def measure_memory(path: str, size: str, **kwargs) -> dict:
+    cmd = [sys.executable, __file__, "--child", path, size, json.dumps(kwargs)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), help="WxH, multiples of 4")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per path (after a warm-up)")
+    ap.add_argument("--skip-memory", action="store_true", help="no subprocess peak-memory runs")
+    ap.add_argument("--skip-4k", action="store_true", help="no 3840x2160 tiled memory run")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], json.loads(args.child[2]))
+        return
+
+    model = load_reference_translator(WEIGHTS)
+    device = torch.device("cpu")
+    s = choose_settings(device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}")
+    print(f"default path: {s.dtype}, channels_last={s.channels_last}; weights: {WEIGHTS.name}; input: {PHOTO.name}\n")
+    print(f"{'size':>10} {'path':>8} {'min s':>7} {'median s':>8} {'speed-up':>8} {'mean|d|':>8} {'max|d|':>6}")
+    for size in args.sizes:
+        x = load_input(*parse_size(size))
+        outputs, times = {}, {p: [] for p in PATHS}
+        for p in PATHS:  # warm-up: oneDNN builds its kernels for each new shape
+            outputs[p] = run_path(p, model, x)
+        for _ in range(args.reps):
+            for p in PATHS:
+                t = time.perf_counter()
+                run_path(p, model, x)
+                times[p].append(time.perf_counter() - t)
+        base = min(times["baseline"])
+        for p in PATHS:
+            mean_d, max_d = level_diff(outputs[p], outputs["baseline"])
+            print(f"{size:>10} {p:>8} {min(times[p]):7.2f} {statistics.median(times[p]):8.2f} "
+                  f"{base / min(times[p]):7.2f}x {mean_d:8.3f} {max_d:6d}")
+        if size == "1920x1080":
+            tiled = translate(model, x, tile_size=512)
+            mean_d, max_d = level_diff(tiled, outputs["default"])
+            print(f"{size:>10} tiled(512) vs untiled default: mean|d| {mean_d:.3f}, max|d| {max_d}")
+        del outputs
+
+    if not args.skip_memory:
+        print("\npeak resident memory, one fresh process per run (MB: process peak / increase by the run)")
+        for size in args.sizes:
+            cells = []
+            for p in PATHS:
+                m = measure_memory(p, size)
+                cells.append(f"{p} {m['peak_mb']:.0f} / +{m['peak_mb'] - m['before_mb']:.0f}")
+            print(f"{size:>10}: " + "   ".join(cells))
+    if not args.skip_4k:
+        m = measure_memory("default", "3840x2160")
+        print(f"3840x2160 default (auto tiling): peak {m['peak_mb']:.0f} MB (+{m['peak_mb'] - m['before_mb']:.0f}), "
+              f"{m['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
