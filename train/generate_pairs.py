@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     maker = PairMaker(config, out, accelerator.device)  # bad model paths fail before anything is written
     if accelerator.is_main_process:
         start_run(out, config)
+        print(f"generating {config.num_pairs} pairs with {accelerator.num_processes} process(es) on {accelerator.device}")
     accelerator.wait_for_everyone()
 
     max_candidates = config.max_candidates if config.max_candidates is not None else 20 * config.num_pairs

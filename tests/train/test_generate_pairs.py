@@ -13,6 +13,7 @@ import yaml
 
 from scenimefy.models.stylegan2 import StyleGAN2Generator
 from scenimefy.selection import SemanticSegmenter
+from tests.launch import accelerate_launch
 from tests.paths import REPO
 from tests.tiny_mask2former import tiny_mask2former
 
@@ -182,13 +183,9 @@ def test_killed_run_restarts_to_exactly_n_unique_pairs(models, tmp_path):
 @pytest.mark.slow
 def test_two_processes_with_accelerate_launch(models, first_run, tmp_path):
     out = tmp_path / "pairs"
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPT), *args(models, out, num_pairs=6),
-    ]
-    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    done = accelerate_launch(SCRIPT, args(models, out, num_pairs=6), num_processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "with 2 process(es)" in done.stdout
     ds = load(out, tmp_path)
     reference = load(first_run, tmp_path / "ref")
     assert list(ds["seed"]) == list(reference["seed"])  # same pairs as one process

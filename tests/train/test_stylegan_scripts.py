@@ -8,9 +8,6 @@ torchvision shim, which fails on this CPU-only torch.
 
 import importlib.util
 import json
-import os
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +17,7 @@ from PIL import Image
 
 from scenimefy.models import StyleGAN2Discriminator, StyleGAN2Generator
 from scenimefy.training import ConfigError
+from tests.launch import accelerate_launch
 from tests.paths import REPO
 
 TINY_CLIP = {
@@ -42,23 +40,9 @@ def image_folder(tmp_path):
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(script: str, args: list[str], num_processes: int = 1) -> str:
-    """Run ``train/<script>`` under the accelerate launcher on CPU; returns its output."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    if num_processes == 1:
-        launcher = ["--num_processes", "1", "--cpu"]
-    else:  # torchrun-style launch; ACCELERATE_USE_CPU makes the processes a gloo CPU group
-        launcher = ["--multi_gpu", "--num_machines", "1", "--num_processes", str(num_processes),
-                    "--main_process_port", str(_free_port())]
-        env["ACCELERATE_USE_CPU"] = "1"
-    command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, str(REPO / "train" / script), *args]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    """Run ``train/<script>`` under ``accelerate launch`` on CPU; returns its output."""
+    proc = accelerate_launch(REPO / "train" / script, args, num_processes)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     return output
