@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .inference import translate
+from .inference import NormStatsHook, translate
 from .pipeline import MIN_SIDE, ScenimefyPipeline
 
 #: Output container by file suffix.
@@ -311,7 +311,7 @@ def stylize_frames(
     pipe: ScenimefyPipeline,
     frames: np.ndarray,
     *,
-    norm_stats: Callable | None = None,
+    norm_stats: NormStatsHook | None = None,
     exact: bool = False,
 ) -> np.ndarray:
     """(B, H, W, 3) uint8 frames -> stylized (B, H, W, 3) uint8, H and W any size >= 16."""
@@ -322,8 +322,7 @@ def stylize_frames(
     pad_h, pad_w = -h % 4, -w % 4
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-    kwargs = {"norm_stats": norm_stats} if norm_stats is not None else {}
-    y = translate(pipe.translator, x, exact=exact, **kwargs)[:, :, :h, :w]
+    y = translate(pipe.translator, x, exact=exact, norm_stats=norm_stats)[:, :, :h, :w]
     y = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return y.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -338,9 +337,6 @@ class _Range:
     start_s: float = 0.0
     seconds: float | None = None
 
-    def keep(self, pts: int) -> bool:
-        return pts >= self.start and (self.end is None or pts < self.end)
-
 
 def _time_range(stream, start: float, duration: float | None) -> _Range:
     if start < 0:
@@ -349,7 +345,7 @@ def _time_range(stream, start: float, duration: float | None) -> _Range:
         raise VideoError(f"duration must be > 0 seconds, got {duration}")
     tb = stream.time_base
     origin = int(stream.start_time or 0)
-    # Half a tick of slack: a frame at exactly ``start`` must not be lost to rounding.
+    # floor: a frame exactly at ``start`` is kept, one exactly at the end is not.
     first = origin + int(np.floor(start / tb)) if start else origin
     end = None if duration is None else origin + int(np.floor((start + duration) / tb))
     return _Range(origin=origin, start=first, end=end, start_s=start, seconds=duration)
@@ -387,8 +383,8 @@ class _AudioTrack:
             self.stream.layout = "mono" if channels == 1 else "stereo"
             self.mode = "re-encoded"
 
-    def _in_range(self, start: float, end: float) -> bool:
-        return start >= self.begin_s - 1e-6 and (self.end_s is None or start < self.end_s)
+    def _in_range(self, t: float) -> bool:
+        return t >= self.begin_s - 1e-6 and (self.end_s is None or t < self.end_s)
 
     def packets(self, packet: av.Packet) -> Iterator[av.Packet]:
         """Output packets for one input packet (none when it falls outside the range)."""
@@ -396,8 +392,7 @@ class _AudioTrack:
             return
         tb = self.source.time_base
         if self.mode == "copied":
-            t = float(packet.pts * tb)
-            if not self._in_range(t, t):
+            if not self._in_range(float(packet.pts * tb)):
                 return
             shift = int(round(self.begin_s / tb))
             packet.pts -= shift
@@ -410,7 +405,7 @@ class _AudioTrack:
         except av.FFmpegError:
             return  # a damaged audio packet costs a few ms of sound, not the video
         for frame in frames:
-            if frame.pts is None or not self._in_range(frame.time, frame.time):
+            if frame.pts is None or not self._in_range(frame.time):
                 continue
             frame.pts = int(round((frame.time - self.begin_s) * frame.sample_rate))
             frame.time_base = Fraction(1, frame.sample_rate)
@@ -449,7 +444,7 @@ def stylize_video(
         max_side: scale frames so the longer side is at most this (output at that size).
         batch_size: frames per network call.
         crf, preset: x264 quality (lower crf = better, 18 is visually lossless) and speed.
-        exact: the fp32 eager network path instead of the fast one.
+        exact: ``translate``'s fp32 mode (the reference numbers) instead of the fast dtype.
         measure_flicker: compute :class:`FlickerStats` (costs a little per frame).
         adjust: ``adjust(frames, stylized) -> frames`` on (B, H, W, 3) uint8 upright batches,
             e.g. the app's strength blend; the flicker index measures its result.
