@@ -3,9 +3,7 @@
 import importlib.util
 import json
 import math
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from scenimefy.translator_training import (
     supervised_weight,
     train_step,
 )
+from tests.launch import accelerate_command
 from tests.paths import REPO
 
 SCRIPT = REPO / "train" / "train_translator.py"
@@ -268,25 +267,12 @@ def test_push_to_hub_publishes_the_final_translator(tiny_data, tmp_path, monkeyp
 # ---------------------------------------------------------------------------- 2 processes, kill, resume
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    # `accelerate launch --num_processes 2 --cpu` starts ONE process when no mpirun is configured
-    # (accelerate issue #2741); the torchrun launcher (--multi_gpu) with ACCELERATE_USE_CPU starts
-    # two gloo processes on the CPU. `python -m accelerate.commands.launch` is `accelerate launch`
-    # without the CLI's other subcommands, one of which imports timm -> torchvision at start-up.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        str(SCRIPT), "--config", str(config), "--output_dir", str(out), *extra,
-    ]
+    """The real `accelerate launch` on two CPU processes (gloo), in the background."""
+    command, env = accelerate_command(SCRIPT, ["--config", config, "--output_dir", out, *extra], num_processes=2)
+    env["CUDA_VISIBLE_DEVICES"] = ""
     log = open(out.parent / f"{out.name}.log", "ab")
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _kill_tree(process: subprocess.Popen) -> None:
