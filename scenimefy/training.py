@@ -151,3 +151,22 @@ def load_checkpoint(accelerator, path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     accelerator.load_state(str(path))
     return json.loads((path / _DONE_MARK).read_text())
+
+
+def resume_state(accelerator, output_dir: str | os.PathLike, resume: str | None) -> dict[str, Any]:
+    """Restore the checkpoint ``resume`` names (``"latest"`` or a path) into ``accelerator``.
+
+    Returns what ``save_checkpoint`` stored beside it (``step`` and any extras), or ``{"step": 0}``
+    when there is nothing to resume from.
+    """
+    from accelerate.logging import get_logger
+
+    logger = get_logger(__name__)
+    path = resolve_resume(output_dir, resume)
+    if path is None:
+        if resume:
+            logger.info(f"no complete checkpoint in {output_dir}: starting from scratch")
+        return {"step": 0}
+    state = load_checkpoint(accelerator, path)
+    logger.info(f"resumed from {path} at step {state['step']}")
+    return state

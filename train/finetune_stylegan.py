@@ -55,9 +55,8 @@ from scenimefy.stylegan_training import (
 from scenimefy.training import (
     ConfigError,
     config_to_dict,
-    load_checkpoint,
     parse_config,
-    resolve_resume,
+    resume_state,
     save_checkpoint,
 )
 
@@ -218,13 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         accelerator.init_trackers(config.tracker_project_name, config=config_to_dict(config))
 
-    global_step = 0
-    resume_from = resolve_resume(output_dir, config.resume)
-    if config.resume and resume_from is None:
-        logger.info(f"no complete checkpoint in {output_dir}: starting from scratch")
-    if resume_from is not None:
-        global_step = int(load_checkpoint(accelerator, resume_from)["step"])
-        logger.info(f"resumed from {resume_from} at step {global_step}")
+    global_step = int(resume_state(accelerator, output_dir, config.resume)["step"])
 
     # Sample grids: fixed z, truncated around G_s's mean latent like the stage-2 pairs.
     fixed = torch.Generator().manual_seed(1234)

@@ -46,9 +46,8 @@ from scenimefy.stylegan_training import (
 from scenimefy.training import (
     ConfigError,
     config_to_dict,
-    load_checkpoint,
     parse_config,
-    resolve_resume,
+    resume_state,
     save_checkpoint,
 )
 
@@ -173,14 +172,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.init_trackers(config.tracker_project_name, config=config_to_dict(config))
 
     # Resume: networks, optimisers, EMA, RNG states, then the step and the path-length mean.
-    global_step, mean_path_length = 0, 0.0
-    resume_from = resolve_resume(output_dir, config.resume)
-    if config.resume and resume_from is None:
-        logger.info(f"no complete checkpoint in {output_dir}: starting from scratch")
-    if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from)
-        global_step, mean_path_length = int(state["step"]), float(state.get("mean_path_length", 0.0))
-        logger.info(f"resumed from {resume_from} at step {global_step}")
+    mean_path_length = 0.0
+    state = resume_state(accelerator, output_dir, config.resume)
+    global_step, mean_path_length = int(state["step"]), float(state.get("mean_path_length", mean_path_length))
 
     # Fixed latents for the sample grids: the same z at every step (and after a resume).
     sample_z = torch.randn(config.num_sample_images, config.style_dim, generator=torch.Generator().manual_seed(1234))

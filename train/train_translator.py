@@ -35,7 +35,7 @@ from scenimefy.data import DataSourceError, ImageDataset, PairedDataset, Unpaire
 from scenimefy.losses.perceptual import PerceptualWeightsError, VGGPerceptualLoss
 from scenimefy.models import ScenimefyTranslator
 from scenimefy.tracking import JSONLTracker
-from scenimefy.training import ConfigError, config_to_dict, load_checkpoint, parse_config, resolve_resume, save_checkpoint
+from scenimefy.training import ConfigError, config_to_dict, parse_config, resume_state, save_checkpoint
 from scenimefy.translator_training import (
     LossSettings,
     build_networks,
@@ -230,13 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.init_trackers(config.tracker_project_name, config=config_to_dict(config))
 
     # Resume: accelerate state (networks, optimisers, lr schedules, RNG) + the step counter.
-    global_step = 0
-    resume_from = resolve_resume(output_dir, config.resume)
-    if config.resume and resume_from is None:
-        logger.info(f"no complete checkpoint in {output_dir}: starting from scratch")
-    if resume_from is not None:
-        global_step = int(load_checkpoint(accelerator, resume_from)["step"])
-        logger.info(f"resumed from {resume_from} at step {global_step}")
+    global_step = int(resume_state(accelerator, output_dir, config.resume)["step"])
     first_epoch = global_step // steps_per_epoch + 1
     skip_batches = global_step % steps_per_epoch
 
