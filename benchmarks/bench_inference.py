@@ -5,16 +5,19 @@ Baseline = what the authors' demo does: fp32 eager ``model(x)`` at full size. Ou
 ``translate(model, x, exact=True)`` (fp32). All run in one process on the same weights (the
 converted parity checkpoint: random weights in the released Shinkai layout) and the same input (a
 sample photo resized with bicubic), repetitions interleaved; ratios use the minimum over
-repetitions, which is the least disturbed by other processes on a shared machine.
+repetitions, which is the least disturbed by other processes on a shared machine. The process
+CPU time (all threads) is printed too: on a busy machine it is steadier than wall time.
 
 Accuracy: mean / max |difference| of the 8-bit images (round((y+1)*127.5)) against the baseline.
 
-Peak memory: each (path, size) runs once in a fresh subprocess that reads ``ru_maxrss`` (the
-peak resident set of the process, which includes ~0.4 GB of Python, torch and the weights)
-before and after the run: we print the process peak and the increase the run caused.
+Peak memory: each (path, size) runs once in a fresh subprocess that reads its peak resident set
+(``VmHWM``; it includes ~0.45 GB of Python, torch and the weights) before and after the run: we
+print the process peak and the increase the run caused.
 
     python benchmarks/bench_inference.py                  # ~5 min on 2 idle cores
     python benchmarks/bench_inference.py --sizes 512x512 --reps 2 --skip-memory
+    python benchmarks/bench_inference.py --device cuda    # GPU: times synchronised, memory =
+                                                          # torch.cuda.max_memory_allocated
 """
 
 from __future__ import annotations
@@ -59,12 +62,16 @@ def load_input(width: int, height: int) -> torch.Tensor:
 def run_path(path: str, model, x: torch.Tensor, **kwargs) -> torch.Tensor:
     if path == "baseline":
         with torch.inference_mode():
-            return model(x)
-    return translate(model, x, exact=path == "exact", **kwargs)
+            y = model(x)
+    else:
+        y = translate(model, x, exact=path == "exact", **kwargs)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    return y
 
 
 def to_uint8(y: torch.Tensor) -> np.ndarray:
-    return ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
 def level_diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
@@ -73,22 +80,34 @@ def level_diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """Peak resident set of this process image, MB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child started from a
+    large parent would report the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; macOS: bytes
 
 
-def child(path: str, size: str, kwargs: dict) -> None:
-    """One measurement in a fresh process: prints peak RSS before / after the run as JSON."""
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
-    model = load_reference_translator(WEIGHTS)
-    x = load_input(*parse_size(size))
-    before = rss_mb()
+def child(path: str, size: str, kwargs: dict, device: torch.device) -> None:
+    """One measurement in a fresh process: prints peak memory before / after the run as JSON."""
+    model = load_reference_translator(WEIGHTS).to(device)
+    x = load_input(*parse_size(size)).to(device)
+    cuda = device.type == "cuda"
+    before = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else rss_mb()
     t = time.perf_counter()
     run_path(path, model, x, **kwargs)
-    print(json.dumps({"before_mb": before, "peak_mb": rss_mb(), "seconds": time.perf_counter() - t}))
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else rss_mb()
+    print(json.dumps({"before_mb": before, "peak_mb": peak, "seconds": time.perf_counter() - t}))
 
 
-def measure_memory(path: str, size: str, **kwargs) -> dict:
-    cmd = [sys.executable, __file__, "--child", path, size, json.dumps(kwargs)]
+def measure_memory(path: str, size: str, device: torch.device, **kwargs) -> dict:
+    cmd = [sys.executable, __file__, "--device", str(device), "--child", path, size, json.dumps(kwargs)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -97,36 +116,44 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), help="WxH, multiples of 4")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per path (after a warm-up)")
+    ap.add_argument("--skip-timing", action="store_true", help="only the peak-memory runs")
     ap.add_argument("--skip-memory", action="store_true", help="no subprocess peak-memory runs")
     ap.add_argument("--skip-4k", action="store_true", help="no 3840x2160 tiled memory run")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    device = torch.device(args.device)
     if args.child:
-        child(args.child[0], args.child[1], json.loads(args.child[2]))
+        child(args.child[0], args.child[1], json.loads(args.child[2]), device)
         return
 
-    model = load_reference_translator(WEIGHTS)
-    device = torch.device("cpu")
+    model = load_reference_translator(WEIGHTS).to(device)
     s = choose_settings(device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}")
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}")
     print(f"default path: {s.dtype}, channels_last={s.channels_last}; weights: {WEIGHTS.name}; input: {PHOTO.name}\n")
-    print(f"{'size':>10} {'path':>8} {'min s':>7} {'median s':>8} {'speed-up':>8} {'mean|d|':>8} {'max|d|':>6}")
-    for size in args.sizes:
-        x = load_input(*parse_size(size))
-        outputs, times = {}, {p: [] for p in PATHS}
+    print("wall: seconds (min and median over repetitions); cpu: process CPU seconds, all threads (min)")
+    print(f"{'size':>10} {'path':>8} {'wall min':>8} {'median':>7} {'speed-up':>8} {'cpu':>6} {'cpu x':>6} "
+          f"{'mean|d|':>8} {'max|d|':>6}")
+    for size in [] if args.skip_timing else args.sizes:
+        x = load_input(*parse_size(size)).to(device)
+        outputs, times, cpu = {}, {p: [] for p in PATHS}, {p: [] for p in PATHS}
         for p in PATHS:  # warm-up: oneDNN builds its kernels for each new shape
             outputs[p] = run_path(p, model, x)
         for _ in range(args.reps):
             for p in PATHS:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 run_path(p, model, x)
                 times[p].append(time.perf_counter() - t)
-        base = min(times["baseline"])
+                cpu[p].append(time.process_time() - c)
+        base, base_cpu = min(times["baseline"]), min(cpu["baseline"])
         for p in PATHS:
             mean_d, max_d = level_diff(outputs[p], outputs["baseline"])
-            print(f"{size:>10} {p:>8} {min(times[p]):7.2f} {statistics.median(times[p]):8.2f} "
-                  f"{base / min(times[p]):7.2f}x {mean_d:8.3f} {max_d:6d}")
+            print(f"{size:>10} {p:>8} {min(times[p]):8.2f} {statistics.median(times[p]):7.2f} "
+                  f"{base / min(times[p]):7.2f}x {min(cpu[p]):6.1f} {base_cpu / min(cpu[p]):5.2f}x "
+                  f"{mean_d:8.3f} {max_d:6d}")
         if size == "1920x1080":
             tiled = translate(model, x, tile_size=512)
             mean_d, max_d = level_diff(tiled, outputs["default"])
@@ -134,15 +161,16 @@ def main() -> None:
         del outputs
 
     if not args.skip_memory:
-        print("\npeak resident memory, one fresh process per run (MB: process peak / increase by the run)")
+        what = "peak CUDA memory allocated" if device.type == "cuda" else "peak resident memory"
+        print(f"\n{what}, one fresh process per run (MB: process peak / increase by the run)")
         for size in args.sizes:
             cells = []
             for p in PATHS:
-                m = measure_memory(p, size)
+                m = measure_memory(p, size, device)
                 cells.append(f"{p} {m['peak_mb']:.0f} / +{m['peak_mb'] - m['before_mb']:.0f}")
             print(f"{size:>10}: " + "   ".join(cells))
     if not args.skip_4k:
-        m = measure_memory("default", "3840x2160")
+        m = measure_memory("default", "3840x2160", device)
         print(f"3840x2160 default (auto tiling): peak {m['peak_mb']:.0f} MB (+{m['peak_mb'] - m['before_mb']:.0f}), "
               f"{m['seconds']:.1f} s")
 
