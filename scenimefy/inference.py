@@ -691,7 +691,20 @@ def _tiled(
     return src
 
 
-def _run_segment(ops, src, scale, ctx, collect, budget, tile):
+def _run_segment(
+    ops: list[_Op],
+    src: torch.Tensor,
+    scale: float,
+    ctx: _Context,
+    collect: _Norm | None,
+    budget: int,
+    tile: int | None,
+) -> torch.Tensor:
+    """Run ``ops`` over the stored map ``src`` (at ``scale`` of the input) tile by tile.
+
+    Norms inside the segment get statistics passes first; ``collect``, the norm right after the
+    segment, gets the moments of what the segment writes.
+    """
     h, w = src.shape[-2:]
     full_rows, full_cols = _Span(0, h, h), _Span(0, w, w)
     if isinstance(ops[0], _Save):  # the residual input is this stored map itself
@@ -740,9 +753,10 @@ def _run_segment(ops, src, scale, ctx, collect, budget, tile):
         want_c = _Span(int(core_c[0] / factor * f), int(core_c[1] / factor * f), int(w * f))
         return _crop(y, rows, cols, want_r, want_c)
 
-    # Statistics passes for the norms inside the segment, in order.
+    # Statistics passes for the norms inside the segment, in order (one tile: it is the whole
+    # map, and each norm computes its own statistics on the way).
     for q, op in enumerate(ops):
-        if isinstance(op, _Norm) and op.index not in ctx.stats:
+        if isinstance(op, _Norm) and op.index not in ctx.stats and len(cores) > 1:
             moments = _Moments()
             for core_r, core_c in cores:
                 moments.add(run_tile(core_r, core_c, ops[:q]))

@@ -64,7 +64,7 @@ def test_fast_close_to_exact(reference_translator, image):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-@pytest.mark.parametrize("tile", [16, 32])
+@pytest.mark.parametrize("tile", [16, 32, 128])  # 128: one tile per segment
 def test_tiled_equals_untiled_exact(config, tile):
     model = small_model(**config)
     x = torch.rand(2, 3, 52, 68) * 2 - 1
