@@ -71,7 +71,9 @@ class ExecutionSettings:
     channels_last: bool
 
 
-def choose_settings(device: torch.device, *, exact: bool = False, dtype: torch.dtype | None = None) -> ExecutionSettings:
+def choose_settings(
+    device: torch.device, *, exact: bool = False, dtype: torch.dtype | None = None
+) -> ExecutionSettings:
     """The fastest settings for ``device`` (``exact``: fp32; ``dtype`` overrides the choice)."""
     if exact:
         dtype = torch.float32
@@ -780,4 +782,5 @@ def _run_segment(
 
 
 def _format_of(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else torch.contiguous_format
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
+    return torch.channels_last if channels_last else torch.contiguous_format

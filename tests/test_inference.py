@@ -150,7 +150,12 @@ def test_restores_allocator_state(image):
 
 @pytest.mark.parametrize(
     "shape,message",
-    [((3, 64, 64), "expected a"), ((1, 4, 64, 64), "expected a"), ((1, 3, 62, 64), "multiples of 4"), ((1, 3, 12, 64), "at least 16")],
+    [
+        ((3, 64, 64), "expected a"),
+        ((1, 4, 64, 64), "expected a"),
+        ((1, 3, 62, 64), "multiples of 4"),
+        ((1, 3, 12, 64), "at least 16"),
+    ],
 )
 def test_rejects_bad_input(shape, message):
     with pytest.raises(ValueError, match=message):
