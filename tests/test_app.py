@@ -32,13 +32,19 @@ def page_config(url: str) -> dict:
         return json.load(response)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def tiny_shinkai_env(tmp_path_factory) -> pytest.MonkeyPatch:
+    """Point the shinkai style at tiny random weights and the cache at a temp folder; undo() after."""
     weights = tmp_path_factory.mktemp("w")
     tiny_translator().save_pretrained(weights)
     mp = pytest.MonkeyPatch()
     mp.setenv("SCENIMEFY_STYLE_SHINKAI", str(weights))
     mp.setenv("SCENIMEFY_CACHE", str(tmp_path_factory.mktemp("sc")))
+    return mp
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    mp = tiny_shinkai_env(tmp_path_factory)
     demo = webapp.build_demo(max_side=128, video_max_side=64, video_seconds=2)
     url = serve(demo, max_queue=8)
     yield url

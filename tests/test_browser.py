@@ -15,9 +15,8 @@ import pytest
 from PIL import Image
 
 import app as webapp
-from tests.fixtures import tiny_translator
 from tests.paths import REPO, SAMPLES
-from tests.test_app import serve
+from tests.test_app import serve, tiny_shinkai_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -38,11 +37,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    weights = tmp_path_factory.mktemp("w")
-    tiny_translator().save_pretrained(weights)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCENIMEFY_STYLE_SHINKAI", str(weights))
-    mp.setenv("SCENIMEFY_CACHE", str(tmp_path_factory.mktemp("sc")))
+    mp = tiny_shinkai_env(tmp_path_factory)
     demo = webapp.build_demo(max_side=256)
     yield serve(demo, max_queue=8)
     demo.close()
