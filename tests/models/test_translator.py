@@ -106,3 +106,17 @@ def test_half_precision_forward_runs():
     with torch.no_grad():
         y = model(torch.zeros(1, 3, 16, 16, dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+def test_blind_to_input_contrast_and_colour_offsets(reference_translator):
+    # The stem's InstanceNorm (no affine) removes any per-channel offset and a global gain of
+    # the input, so G(a*x + b) = G(x): the translator cannot see a photo's exposure or colour
+    # cast (why benchmarks/bench_learning.py standardises colours in its toy target style).
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    shifted = 0.5 * x + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    recoloured = x.clone()
+    recoloured[:, 0] = -x[:, 0]  # not an offset or a gain: must change the output
+    with torch.no_grad():
+        y, y_shifted, y_recoloured = (reference_translator(v) for v in (x, shifted, recoloured))
+    assert (y - y_shifted).abs().max() < 1e-3
+    assert (y - y_recoloured).abs().mean() > 1e-2
