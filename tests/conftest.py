@@ -19,7 +19,10 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: the tests read the shared parity vectors and samples from there")
+        pytest.fail(
+            f"{SHARED} is missing: the tests read the shared parity vectors and samples from there "
+            "(set SCENIMEFY_SHARED to its path)"
+        )
     return SHARED
 
 
