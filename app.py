@@ -308,7 +308,7 @@ def build_demo(
                     vstrength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Stylization strength")
                     vcolours = gr.Checkbox(False, label="Keep the video's colours")
                     stabilize = gr.Checkbox(True, label="Stabilise colours across frames",
-                                            info="smooths the per-frame normalisation that makes colours pulse")  # fmt: skip
+                                            info="less flicker: smoothed per-frame normalisation, steady pixels where nothing moved")  # fmt: skip
                     vside = gr.Slider(MIN_SIDE, video_max_side, value=video_max_side, step=16,
                                       label="Resolution cap (longer side, px)")  # fmt: skip
                     seconds = gr.Slider(min(1, video_seconds / 2), video_seconds, value=min(5, video_seconds), step=0.5,

@@ -332,7 +332,7 @@ def _add_video(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (default choice), .m4v, .mov or .mkv")
     _add_model_args(p)
     p.add_argument("--stabilize", action=argparse.BooleanOptionalAction, default=True,
-                   help="smooth InstanceNorm statistics across frames against colour flicker (default: on)")  # fmt: skip
+                   help="against flicker: smoothed InstanceNorm statistics and a motion-gated output filter (default: on)")  # fmt: skip
     p.add_argument("--momentum", type=float, default=0.9, help="stabilisation: weight of the past frames' statistics")
     p.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
     p.add_argument("--duration", type=float, default=None, help="stylize only this many seconds (a preview)")
