@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-fast bench browser-deps clean
+.PHONY: install demo test test-fast lint format bench browser-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,15 @@ test: $(STAMP) browser-deps
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"
+
+# ruff (lint + format check) on the whole tree; `make format` applies the formatter.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(PY) $$f || exit 1; done

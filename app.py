@@ -18,22 +18,23 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import scenimefy  # noqa: E402,F401  (torchvision shim before gradio's imports)
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import gradio as gr
+import numpy as np
+from PIL import Image
 
-from scenimefy import styles  # noqa: E402
-from scenimefy.convert import CheckpointError  # noqa: E402
-from scenimefy.hub import WeightsUnavailableError  # noqa: E402
-from scenimefy.images import InvalidImageError, load_image  # noqa: E402
-from scenimefy.pipeline import MIN_SIDE, ScenimefyPipeline  # noqa: E402
-from scenimefy.video import VideoError, probe_video, stylize_video  # noqa: E402
+import scenimefy  # noqa: F401  (torchvision shim before gradio's imports)
+from scenimefy.data.images import InvalidImageError, load_image
+from scenimefy.hub import styles
+from scenimefy.hub.convert import CheckpointError
+from scenimefy.hub.download import WeightsUnavailableError
+from scenimefy.inference.pipeline import MIN_SIDE, ScenimefyPipeline
+from scenimefy.inference.video import stylize_video
+from scenimefy.inference.video_io import VideoError, probe_video
 
 DEFAULT_MAX_SIDE = 1024  # image working resolution cap (longer side)
 DEFAULT_VIDEO_MAX_SIDE = 512  # video frames are scaled to this; every frame runs the network
@@ -135,7 +136,9 @@ def readable_uploads(component: gr.Image) -> gr.Image:
             raise
         except Exception:  # PIL could not open it
             name = getattr(payload, "orig_name", None) or "the file"
-            raise gr.Error(f"{name} is not an image this app can read (JPEG, PNG, WebP, BMP, ...).", title="Bad image")
+            raise gr.Error(
+                f"{name} is not an image this app can read (JPEG, PNG, WebP, BMP, ...).", title="Bad image"
+            ) from None
 
     component.preprocess = checked
     return component
@@ -255,10 +258,16 @@ def build_demo(
 
             needs_adjust = float(strength) < 1.0 or bool(colours)
             result = stylize_video(
-                pipe, video_path, out, stabilize=bool(stabilize), duration=length,
-                max_side=_working_side(side, video_max_side), progress=False, on_progress=report,
+                pipe,
+                video_path,
+                out,
+                stabilize=bool(stabilize),
+                duration=length,
+                max_side=_working_side(side, video_max_side),
+                progress=False,
+                on_progress=report,
                 adjust=per_frame if needs_adjust else None,
-            )  # fmt: skip
+            )
         except Exception as err:
             raise _friendly(err) from None
         if result.audio == "re-encoded":
@@ -276,30 +285,57 @@ def build_demo(
         with gr.Tab("Image"):
             with gr.Row():
                 with gr.Column():
-                    photo = readable_uploads(gr.Image(
-                        label="Photo", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                        elem_id="photo",
-                    ))  # fmt: skip
+                    photo = readable_uploads(
+                        gr.Image(
+                            label="Photo",
+                            type="filepath",
+                            image_mode=None,
+                            sources=["upload", "webcam", "clipboard"],
+                            elem_id="photo",
+                        )
+                    )
                     style = gr.Dropdown(choices=style_choices(), value="shinkai", label="Style")
-                    strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Stylization strength",
-                                         info="1 = full anime style, 0 = the photo")  # fmt: skip
-                    colours = gr.Checkbox(False, label="Keep the photo's colours",
-                                          info="anime shading and lines, the photo's hues")  # fmt: skip
-                    side = gr.Slider(MIN_SIDE, max_side, value=max_side, step=16,
-                                     label="Resolution cap (longer side, px)",
-                                     info="lower is faster; the result keeps the photo's size")  # fmt: skip
+                    strength = gr.Slider(
+                        0.0,
+                        1.0,
+                        value=1.0,
+                        step=0.05,
+                        label="Stylization strength",
+                        info="1 = full anime style, 0 = the photo",
+                    )
+                    colours = gr.Checkbox(
+                        False, label="Keep the photo's colours", info="anime shading and lines, the photo's hues"
+                    )
+                    side = gr.Slider(
+                        MIN_SIDE,
+                        max_side,
+                        value=max_side,
+                        step=16,
+                        label="Resolution cap (longer side, px)",
+                        info="lower is faster; the result keeps the photo's size",
+                    )
                     run = gr.Button("Stylize", variant="primary", elem_id="stylize")
                 with gr.Column():
                     slider = gr.ImageSlider(label="Before / after", type="pil", elem_id="before-after")
-                    result = gr.Image(label="Anime scene", type="pil", format="png", buttons=["download", "fullscreen"],
-                                      interactive=False, elem_id="result")  # fmt: skip
+                    result = gr.Image(
+                        label="Anime scene",
+                        type="pil",
+                        format="png",
+                        buttons=["download", "fullscreen"],
+                        interactive=False,
+                        elem_id="result",
+                    )
             photos = _examples(example_folder, IMAGE_SUFFIXES)
             if photos:
                 gr.Examples(photos, inputs=photo, label="Example photos")
             run.click(
-                stylize, inputs=[photo, style, strength, colours, side], outputs=result, api_name="stylize",
-                concurrency_limit=concurrency_limit, concurrency_id="image",
-            ).success(compare, inputs=[photo, result], outputs=slider, api_visibility="private", queue=False)  # fmt: skip
+                stylize,
+                inputs=[photo, style, strength, colours, side],
+                outputs=result,
+                api_name="stylize",
+                concurrency_limit=concurrency_limit,
+                concurrency_id="image",
+            ).success(compare, inputs=[photo, result], outputs=slider, api_visibility="private", queue=False)
         with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column():
@@ -307,23 +343,44 @@ def build_demo(
                     vstyle = gr.Dropdown(choices=style_choices(), value="shinkai", label="Style")
                     vstrength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Stylization strength")
                     vcolours = gr.Checkbox(False, label="Keep the video's colours")
-                    stabilize = gr.Checkbox(True, label="Stabilise colours across frames",
-                                            info="less flicker: smoothed per-frame normalisation, steady pixels where nothing moved")  # fmt: skip
-                    vside = gr.Slider(MIN_SIDE, video_max_side, value=video_max_side, step=16,
-                                      label="Resolution cap (longer side, px)")  # fmt: skip
-                    seconds = gr.Slider(min(1, video_seconds / 2), video_seconds, value=min(5, video_seconds), step=0.5,
-                                        label="Stylize the first ... seconds")  # fmt: skip
+                    stabilize = gr.Checkbox(
+                        True,
+                        label="Stabilise colours across frames",
+                        info="less flicker: smoothed per-frame normalisation, steady pixels where nothing moved",
+                    )
+                    vside = gr.Slider(
+                        MIN_SIDE,
+                        video_max_side,
+                        value=video_max_side,
+                        step=16,
+                        label="Resolution cap (longer side, px)",
+                    )
+                    seconds = gr.Slider(
+                        min(1, video_seconds / 2),
+                        video_seconds,
+                        value=min(5, video_seconds),
+                        step=0.5,
+                        label="Stylize the first ... seconds",
+                    )
                     vrun = gr.Button("Stylize video", variant="primary", elem_id="stylize-video")
                 with gr.Column():
-                    vresult = gr.Video(label="Anime video (with sound)", buttons=["download"], interactive=False,
-                                       elem_id="video-result")  # fmt: skip
+                    vresult = gr.Video(
+                        label="Anime video (with sound)",
+                        buttons=["download"],
+                        interactive=False,
+                        elem_id="video-result",
+                    )
             videos = _examples(example_folder, VIDEO_SUFFIXES)
             if videos:
                 gr.Examples(videos, inputs=clip, label="Example videos")
             vrun.click(
-                stylize_clip, inputs=[clip, vstyle, vstrength, vcolours, stabilize, vside, seconds], outputs=vresult,
-                api_name="stylize_video", concurrency_limit=concurrency_limit, concurrency_id="video",
-            )  # fmt: skip
+                stylize_clip,
+                inputs=[clip, vstyle, vstrength, vcolours, stabilize, vside, seconds],
+                outputs=vresult,
+                api_name="stylize_video",
+                concurrency_limit=concurrency_limit,
+                concurrency_id="video",
+            )
     demo.scenimefy_allowed_paths = [str(example_folder)] if example_folder else []  # for launch()
     return demo
 
@@ -341,9 +398,14 @@ def launch(
     """Queue (``max_queue`` waiting requests; more are told the queue is full) and serve."""
     demo.queue(max_size=max_queue, default_concurrency_limit=1)
     return demo.launch(
-        server_name=host, server_port=port, max_file_size=max_file_size, show_error=True,
-        allowed_paths=getattr(demo, "scenimefy_allowed_paths", []), prevent_thread_lock=not block, **kwargs,
-    )  # fmt: skip
+        server_name=host,
+        server_port=port,
+        max_file_size=max_file_size,
+        show_error=True,
+        allowed_paths=getattr(demo, "scenimefy_allowed_paths", []),
+        prevent_thread_lock=not block,
+        **kwargs,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -353,13 +415,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="image working resolution cap (px)")
     parser.add_argument("--video-max-side", type=int, default=DEFAULT_VIDEO_MAX_SIDE, help="video frame size cap (px)")
-    parser.add_argument("--video-seconds", type=float, default=DEFAULT_VIDEO_SECONDS, help="longest clip part per request")
-    parser.add_argument("--examples", default=None, help="folder of example photos / videos (default: $SCENIMEFY_EXAMPLES)")
+    parser.add_argument(
+        "--video-seconds", type=float, default=DEFAULT_VIDEO_SECONDS, help="longest clip part per request"
+    )
+    parser.add_argument(
+        "--examples", default=None, help="folder of example photos / videos (default: $SCENIMEFY_EXAMPLES)"
+    )
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="waiting requests before 'queue full'")
     parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, help="upload limit, e.g. 200mb")
     parser.add_argument("--concurrency", type=int, default=1, help="requests per tab running at once")
     parser.add_argument(
-        "--weights", action="append", default=[], metavar="STYLE=SOURCE", help="weights for a style (folder, .pth, repo id)"
+        "--weights",
+        action="append",
+        default=[],
+        metavar="STYLE=SOURCE",
+        help="weights for a style (folder, .pth, repo id)",
     )
     args = parser.parse_args(argv)
     for item in args.weights:
@@ -375,9 +445,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     demo = build_demo(
-        device=args.device, max_side=args.max_side, video_max_side=args.video_max_side,
-        video_seconds=args.video_seconds, examples=args.examples, concurrency_limit=args.concurrency,
-    )  # fmt: skip
+        device=args.device,
+        max_side=args.max_side,
+        video_max_side=args.video_max_side,
+        video_seconds=args.video_seconds,
+        examples=args.examples,
+        concurrency_limit=args.concurrency,
+    )
     launch(demo, host=args.host, port=args.port, max_queue=args.max_queue, max_file_size=args.max_file_size)
 
 

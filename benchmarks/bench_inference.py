@@ -34,13 +34,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-import scenimefy  # noqa: E402,F401  (before torchvision)
-from scenimefy.convert import load_reference_translator  # noqa: E402
-from scenimefy.inference import choose_settings, cpu_has_fast_bf16, translate  # noqa: E402
+import scenimefy  # noqa: F401  (before torchvision)
+from scenimefy.hub.convert import load_reference_translator
+from scenimefy.inference.engine import translate
+from scenimefy.inference.runtime import choose_settings, cpu_has_fast_bf16
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
@@ -129,14 +130,18 @@ def main() -> None:
 
     model = load_reference_translator(WEIGHTS).to(device)
     s = choose_settings(device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}"
+    )
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}")
     print(f"default path: {s.dtype}, channels_last={s.channels_last}; weights: {WEIGHTS.name}; input: {PHOTO.name}\n")
     print("wall: seconds (min and median over repetitions); cpu: process CPU seconds, all threads (min)")
-    print(f"{'size':>10} {'path':>8} {'wall min':>8} {'median':>7} {'speed-up':>8} {'cpu':>6} {'cpu x':>6} "
-          f"{'mean|d|':>8} {'max|d|':>6}")
+    print(
+        f"{'size':>10} {'path':>8} {'wall min':>8} {'median':>7} {'speed-up':>8} {'cpu':>6} {'cpu x':>6} "
+        f"{'mean|d|':>8} {'max|d|':>6}"
+    )
     for size in [] if args.skip_timing else args.sizes:
         x = load_input(*parse_size(size)).to(device)
         outputs, times, cpu = {}, {p: [] for p in PATHS}, {p: [] for p in PATHS}
@@ -151,9 +156,11 @@ def main() -> None:
         base, base_cpu = min(times["baseline"]), min(cpu["baseline"])
         for p in PATHS:
             mean_d, max_d = level_diff(outputs[p], outputs["baseline"])
-            print(f"{size:>10} {p:>8} {min(times[p]):8.2f} {statistics.median(times[p]):7.2f} "
-                  f"{base / min(times[p]):7.2f}x {min(cpu[p]):6.1f} {base_cpu / min(cpu[p]):5.2f}x "
-                  f"{mean_d:8.3f} {max_d:6d}")
+            print(
+                f"{size:>10} {p:>8} {min(times[p]):8.2f} {statistics.median(times[p]):7.2f} "
+                f"{base / min(times[p]):7.2f}x {min(cpu[p]):6.1f} {base_cpu / min(cpu[p]):5.2f}x "
+                f"{mean_d:8.3f} {max_d:6d}"
+            )
         if size == "1920x1080":
             tiled = translate(model, x, tile_size=512)
             mean_d, max_d = level_diff(tiled, outputs["default"])
@@ -171,8 +178,10 @@ def main() -> None:
             print(f"{size:>10}: " + "   ".join(cells))
     if not args.skip_4k:
         m = measure_memory("default", "3840x2160", device)
-        print(f"3840x2160 default (auto tiling): peak {m['peak_mb']:.0f} MB (+{m['peak_mb'] - m['before_mb']:.0f}), "
-              f"{m['seconds']:.1f} s")
+        print(
+            f"3840x2160 default (auto tiling): peak {m['peak_mb']:.0f} MB (+{m['peak_mb'] - m['before_mb']:.0f}), "
+            f"{m['seconds']:.1f} s"
+        )
 
 
 if __name__ == "__main__":

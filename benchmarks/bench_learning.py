@@ -11,7 +11,7 @@ is known for every photo.
   only coarsely aligned.
 
 Three variants train for the same number of steps at 128 px on CPU, through the same
-``scenimefy.translator_training.train_step`` the training script uses: the full model, the
+``scenimefy.training.translator.train_step`` the training script uses: the full model, the
 unsupervised branch only and the supervised branch only, for --steps each (or a step count from
 a time budget, --minutes, by a short calibration of the full model's step time). The variants are
 independent: run them as parallel processes with --variants to use more cores.
@@ -40,15 +40,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, ImageChops, ImageFilter  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image, ImageChops, ImageFilter
 
-import scenimefy  # noqa: E402,F401  (before torchvision)
-from scenimefy.data import ImageDataset, PairedDataset, UnpairedDataset, find_images  # noqa: E402
-from scenimefy.data.transforms import resize_shorter_side, to_pil, to_tensor  # noqa: E402
-from scenimefy.evaluation import InceptionFeatures, kernel_inception_distance  # noqa: E402
-from scenimefy.translator_training import (  # noqa: E402
+import scenimefy  # noqa: F401  (before torchvision)
+from scenimefy.data import ImageDataset, PairedDataset, UnpairedDataset, find_images
+from scenimefy.data.transforms import resize_shorter_side, to_pil, to_tensor
+from scenimefy.evaluation.fid import InceptionFeatures, kernel_inception_distance
+from scenimefy.training.translator import (
     LossSettings,
     build_networks,
     constant_then_linear_decay,
@@ -177,9 +177,9 @@ def center_crops(paths: list[Path], size: int) -> torch.Tensor:
 
 
 VARIANTS = {
-    "full": dict(supervised=True, unsupervised=True),
-    "unsupervised_only": dict(supervised=False, unsupervised=True),
-    "supervised_only": dict(supervised=True, unsupervised=False),
+    "full": {"supervised": True, "unsupervised": True},
+    "unsupervised_only": {"supervised": False, "unsupervised": True},
+    "supervised_only": {"supervised": True, "unsupervised": False},
 }
 
 
@@ -212,7 +212,9 @@ def train_variant(settings: LossSettings, steps: int, root: Path, args, log=prin
     """
     torch.manual_seed(args.seed)
     random.seed(args.seed)
-    nets = build_networks(settings, dict(ngf=args.ngf, n_blocks=args.n_blocks), ndf=args.ndf, n_layers_d=args.n_layers_d)
+    nets = build_networks(
+        settings, {"ngf": args.ngf, "n_blocks": args.n_blocks}, ndf=args.ndf, n_layers_d=args.n_layers_d
+    )
     ema = copy.deepcopy(nets.generator).requires_grad_(False) if args.ema > 0 else None
     g_params = [p for m in nets.generator_side() for p in m.parameters()]
     d_params = [p for m in nets.discriminators() for p in m.parameters()]
@@ -255,7 +257,7 @@ def train_oracle(steps: int, root: Path, args) -> torch.nn.Module:
     images and coarse pseudo pairs).
     """
     torch.manual_seed(args.seed)
-    generator = build_networks(LossSettings(), dict(ngf=args.ngf, n_blocks=args.n_blocks)).generator
+    generator = build_networks(LossSettings(), {"ngf": args.ngf, "n_blocks": args.n_blocks}).generator
     optimizer = torch.optim.Adam(generator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, constant_then_linear_decay(steps, steps // 2))
     photos = ImageDataset(root / "real", args.size, args.size)
@@ -307,7 +309,7 @@ def speed_256(args, log=print) -> float:
     """Training steps per second of the paper's full model at 256x256, batch 1."""
     settings = LossSettings()
     torch.manual_seed(0)
-    nets = build_networks(settings, dict(ngf=64, n_blocks=9), ndf=64)
+    nets = build_networks(settings, {"ngf": 64, "n_blocks": 9}, ndf=64)
     g_opt = torch.optim.Adam([p for m in nets.generator_side() for p in m.parameters()], lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam([p for m in nets.discriminators() for p in m.parameters()], lr=2e-4, betas=(0.5, 0.999))
     batch = {k: torch.rand(1, 3, 256, 256) * 2 - 1 for k in ("real", "anime", "pair_real", "pair_anime")}
@@ -337,13 +339,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--d-lr-scale", type=float, default=1.0, help="discriminator lr = lr * this")
     parser.add_argument("--n-layers-d", type=int, default=3)
-    parser.add_argument("--ema", type=float, default=0.995, help="evaluate an EMA of G's weights with this decay (0: final weights)")
+    parser.add_argument(
+        "--ema", type=float, default=0.995, help="evaluate an EMA of G's weights with this decay (0: final weights)"
+    )
     parser.add_argument("--holdout", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=59, help="pseudo pairs (at most the non-held-out photos)")
-    parser.add_argument("--pair-shift", type=int, default=2, help="pseudo pairs: per-pair misalignment up to this many px")
+    parser.add_argument(
+        "--pair-shift", type=int, default=2, help="pseudo pairs: per-pair misalignment up to this many px"
+    )
     parser.add_argument("--pair-blur", type=float, default=1.0, help="pseudo pairs: Gaussian blur radius of the target")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids OpenMP spin-waits on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 avoids OpenMP spin-waits on a shared machine)"
+    )
     parser.add_argument("--skip-kid", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-oracle", action="store_true", help="skip the L1-on-ground-truth reference row")
@@ -360,8 +368,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         info = prepare_data(root, args.size, args.holdout, args.pairs, args.seed, args.pair_shift, args.pair_blur)
-        log(f"data: {info['n_real']} real photos, {info['n_anime']} toy-anime images (other photos), "
-            f"{info['n_pairs']} degraded pseudo pairs, {len(info['holdout'])} held-out photos, {args.size} px")
+        log(
+            f"data: {info['n_real']} real photos, {info['n_anime']} toy-anime images (other photos), "
+            f"{info['n_pairs']} degraded pseudo pairs, {len(info['holdout'])} held-out photos, {args.size} px"
+        )
         holdout = center_crops(info["holdout"], args.size)
         targets = np.stack([np.asarray(toy_anime(to_pil(x))) for x in holdout]).astype(np.float32)
 
@@ -404,13 +414,16 @@ def main() -> None:
         results["full_reduction_vs_photo"] = 1 - full / base
         change = 100 * (1 - full / base)
         met = "met" if change >= 30 else "NOT met"
-        log(f"full model: {abs(change):.1f}% {'below' if change >= 0 else 'above'} the untranslated photos "
-            f"(target: >= 30% below: {met})")
+        log(
+            f"full model: {abs(change):.1f}% {'below' if change >= 0 else 'above'} the untranslated photos "
+            f"(target: >= 30% below: {met})"
+        )
         for other in ("unsupervised_only", "supervised_only"):
             if other in generators:
                 beats = full < results[other]["mad"]
                 results[f"full_beats_{other}"] = beats
-                log(f"full model {'beats' if beats else 'does NOT beat'} {other}: {full:.2f} vs {results[other]['mad']:.2f}")
+                verdict = "beats" if beats else "does NOT beat"
+                log(f"full model {verdict} {other}: {full:.2f} vs {results[other]['mad']:.2f}")
 
     if not args.skip_kid:
         features = InceptionFeatures()
@@ -419,8 +432,10 @@ def main() -> None:
         results["kid_images"] = len(eval_photos)
         kid_rows = {"untranslated": eval_photos}
         kid_rows.update({name: translate_all(G, eval_photos) for name, G in generators.items()})
-        log(f"\n== KID x1000 vs anime_proxy ({len(reference)} images), {len(eval_photos)} held-out photos "
-            f"(mean +- std over 100 subsets of {len(eval_photos)}) ==")
+        log(
+            f"\n== KID x1000 vs anime_proxy ({len(reference)} images), {len(eval_photos)} held-out photos "
+            f"(mean +- std over 100 subsets of {len(eval_photos)}) =="
+        )
         for name, images in kid_rows.items():
             mean, std = kernel_inception_distance(features(rgb_arrays(images)), reference)
             results.setdefault("kid", {})[name] = [mean, std]
@@ -429,8 +444,10 @@ def main() -> None:
     if not args.skip_speed:
         rate = speed_256(args)
         results["steps_per_s_256"] = rate
-        log(f"\nspeed, paper-size model (ngf 64, 9 blocks, ndf 64), 256x256, batch 1, CPU "
-            f"({torch.get_num_threads()} threads): {rate:.3f} steps/s ({1 / rate:.1f} s/step)")
+        log(
+            f"\nspeed, paper-size model (ngf 64, 9 blocks, ndf 64), 256x256, batch 1, CPU "
+            f"({torch.get_num_threads()} threads): {rate:.3f} steps/s ({1 / rate:.1f} s/step)"
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     log(f"results and sample grids: {out}")
 

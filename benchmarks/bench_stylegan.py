@@ -25,12 +25,12 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-import scenimefy  # noqa: E402,F401
-from scenimefy.losses.stylegan2 import generator_nonsaturating_loss  # noqa: E402
-from scenimefy.models import StyleGAN2Discriminator, StyleGAN2Generator  # noqa: E402
-from scenimefy.models.ops import make_kernel, upfirdn2d, upfirdn2d_reference, use_reference_upfirdn2d  # noqa: E402
+import scenimefy  # noqa: F401
+from scenimefy.losses.stylegan2 import generator_nonsaturating_loss
+from scenimefy.models import StyleGAN2Discriminator, StyleGAN2Generator
+from scenimefy.models.ops import make_kernel, upfirdn2d, upfirdn2d_reference, use_reference_upfirdn2d
 
 
 def synchronize(device: torch.device) -> None:
@@ -72,8 +72,10 @@ def main() -> None:
     discriminator = StyleGAN2Discriminator(size=args.size, channel_multiplier=2).to(device)
     z = torch.randn(args.batch, 512, device=device)
     params = sum(p.numel() for p in generator.parameters()) + sum(p.numel() for p in discriminator.parameters())
-    print(f"StyleGAN2 G+D at {args.size}px, batch {args.batch}, {params / 1e6:.1f}M parameters, device {device}, "
-          f"{torch.get_num_threads()} CPU threads")
+    print(
+        f"StyleGAN2 G+D at {args.size}px, batch {args.batch}, {params / 1e6:.1f}M parameters, device {device}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
 
     def step() -> None:
         generator.zero_grad(set_to_none=True)
@@ -95,13 +97,22 @@ def main() -> None:
         ours.append(time_it(step, 0, 1, device))
         reference.append(time_it(reference_step, 0, 1, device))
     ours_s, reference_s = statistics.median(ours), statistics.median(reference)
-    print(f"training step (forward + backward, G and D), median of {args.iters}: ours {ours_s:.3f} s, "
-          f"reference upfirdn2d {reference_s:.3f} s, ratio reference/ours = {reference_s / ours_s:.2f}x")
+    print(
+        f"training step (forward + backward, G and D), median of {args.iters}: ours {ours_s:.3f} s, "
+        f"reference upfirdn2d {reference_s:.3f} s, ratio reference/ours = {reference_s / ours_s:.2f}x"
+    )
 
     # Each resampling op at the largest shape of the step: (name, input shape, kernel scale, up, down, pad).
     channels = generator.channels[args.size]
     ops = [
-        ("G blur after the stride-2 transposed conv", (args.batch, channels, args.size + 1, args.size + 1), 4, 1, 1, (1, 1)),
+        (
+            "G blur after the stride-2 transposed conv",
+            (args.batch, channels, args.size + 1, args.size + 1),
+            4,
+            1,
+            1,
+            (1, 1),
+        ),
         ("G ToRGB skip upsampling x2", (args.batch, 3, args.size // 2, args.size // 2), 4, 2, 1, (2, 1)),
         ("D blur before the stride-2 3x3 conv", (args.batch, channels, args.size, args.size), 1, 1, 1, (2, 2)),
         ("D blur before the stride-2 1x1 skip", (args.batch, channels, args.size, args.size), 1, 1, 1, (1, 1)),
@@ -112,9 +123,20 @@ def main() -> None:
         x = torch.randn(shape, device=device, requires_grad=True)
         results = []
         for impl in (upfirdn2d, upfirdn2d_reference):
-            results.append(time_it(lambda: impl(x, kernel * scale, up, down, pad).sum().backward(), args.warmup, args.iters, device))
-        print(f"  {name:44s} {tuple(shape)}: ours {results[0] * 1e3:8.1f} ms, reference {results[1] * 1e3:8.1f} ms, "
-              f"ratio {results[1] / results[0]:.1f}x")
+            results.append(
+                time_it(
+                    lambda impl=impl, x=x, scale=scale, up=up, down=down, pad=pad: (
+                        impl(x, kernel * scale, up, down, pad).sum().backward()
+                    ),
+                    args.warmup,
+                    args.iters,
+                    device,
+                )
+            )
+        print(
+            f"  {name:44s} {tuple(shape)}: ours {results[0] * 1e3:8.1f} ms, reference {results[1] * 1e3:8.1f} ms, "
+            f"ratio {results[1] / results[0]:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 In one run, with the full-size translator (the converted parity weights: the paper's network,
 random but fixed weights; speed and the flicker mechanism do not depend on what was learned):
 
-- our default path (``scenimefy.video.stylize_video``: streamed decode, batches through the
+- our default path (``scenimefy.inference.video.stylize_video``: streamed decode, batches through the
   fast inference path, stabilisation on, x264 encode, audio copied), frames/s;
 - the same path with stabilisation off: frames/s and the flicker index. The two passes also
   give the flicker of each stabilisation part alone: the default pass measured before its
@@ -12,7 +12,7 @@ random but fixed weights; speed and the flicker mechanism do not depend on what 
 - a naive loop: decode a frame, fp32 eager ``model(x)``, encode it; frames/s on a subset;
 - optionally a preview (``--preview-side``: frames scaled down in the decoder), frames/s.
 
-The flicker index (defined in scenimefy/video.py) is the mean absolute change between
+The flicker index (defined in scenimefy/inference/video.py) is the mean absolute change between
 consecutive output frames divided by that of the input frames; lower is steadier. The static
 figure is the mean output change (8-bit levels) where the input did not change.
 
@@ -31,16 +31,19 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import scenimefy  # noqa: E402,F401  (before torchvision)
-from scenimefy.convert import load_reference_translator  # noqa: E402
-from scenimefy.inference import choose_settings, translate  # noqa: E402
-from scenimefy.pipeline import ScenimefyPipeline  # noqa: E402
-from scenimefy.video import FlickerMeter, TemporalFilter, probe_video, stylize_video  # noqa: E402
+import scenimefy  # noqa: F401  (before torchvision)
+from scenimefy.hub.convert import load_reference_translator
+from scenimefy.inference.engine import translate
+from scenimefy.inference.pipeline import ScenimefyPipeline
+from scenimefy.inference.runtime import choose_settings
+from scenimefy.inference.stabilize import FlickerMeter, TemporalFilter
+from scenimefy.inference.video import stylize_video
+from scenimefy.inference.video_io import probe_video
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIP = SHARED / "data" / "video" / "hanami.mp4"
@@ -100,9 +103,11 @@ def main() -> None:
     pipe = ScenimefyPipeline(model)
     device = torch.device(args.device)
     settings = choose_settings(device)
-    print(f"clip {args.clip.name}: {info.width}x{info.height}, {total} frames at {float(info.fps):.2f} fps, "
-          f"audio {info.audio_codec}; device {args.device}, torch threads {torch.get_num_threads()}, "
-          f"fast path {settings.dtype} channels_last={settings.channels_last}")  # fmt: skip
+    print(
+        f"clip {args.clip.name}: {info.width}x{info.height}, {total} frames at {float(info.fps):.2f} fps, "
+        f"audio {info.audio_codec}; device {args.device}, torch threads {torch.get_num_threads()}, "
+        f"fast path {settings.dtype} channels_last={settings.channels_last}"
+    )
     print(f"our path on {frames} frames (full size), naive loop on {min(args.naive_frames, frames)} frames\n")
 
     # Warm-up, untimed: kernel selection and the fast path's prepared weights, for both paths.
@@ -127,46 +132,77 @@ def main() -> None:
             return outputs
 
         runs = [
-            ("default (stabilised)", dict(stabilize=True, adjust=before_filter)),
-            ("default, no stabilisation", dict(stabilize=False, adjust=through_filter)),
+            ("default (stabilised)", {"stabilize": True, "adjust": before_filter}),
+            ("default, no stabilisation", {"stabilize": False, "adjust": through_filter}),
         ]
         if args.preview_side:
-            runs.append((f"preview max side {args.preview_side} (stabilised)", dict(stabilize=True, max_side=args.preview_side)))
+            runs.append(
+                (
+                    f"preview max side {args.preview_side} (stabilised)",
+                    {"stabilize": True, "max_side": args.preview_side},
+                )
+            )
         for name, kwargs in runs:
             result = stylize_video(
-                pipe, args.clip, tmp / "ours.mp4", duration=duration, batch_size=args.batch_size, crf=args.crf,
-                preset=args.preset, measure_flicker=True, progress=True, **kwargs,
-            )  # fmt: skip
+                pipe,
+                args.clip,
+                tmp / "ours.mp4",
+                duration=duration,
+                batch_size=args.batch_size,
+                crf=args.crf,
+                preset=args.preset,
+                measure_flicker=True,
+                progress=True,
+                **kwargs,
+            )
             rows[name] = {
-                "frames": result.frames, "size": f"{result.width}x{result.height}", "seconds": result.seconds,
-                "fps": result.frames_per_second, "flicker_index": result.flicker.index,
-                "flicker_static": result.flicker.static, "audio": result.audio,
-            }  # fmt: skip
+                "frames": result.frames,
+                "size": f"{result.width}x{result.height}",
+                "seconds": result.seconds,
+                "fps": result.frames_per_second,
+                "flicker_index": result.flicker.index,
+                "flicker_static": result.flicker.static,
+                "audio": result.audio,
+            }
             print(f"  {name}: {result.frames_per_second:.3f} frames/s, flicker {result.flicker.index:.3f}", flush=True)
-        done, seconds = naive_loop(model, args.clip, tmp / "naive.mp4", min(args.naive_frames, frames), args.crf, args.preset)
+        done, seconds = naive_loop(
+            model, args.clip, tmp / "naive.mp4", min(args.naive_frames, frames), args.crf, args.preset
+        )
         rows["naive loop (fp32 eager, frame by frame)"] = {
-            "frames": done, "size": f"{info.width}x{info.height}", "seconds": seconds, "fps": done / seconds,
-            "flicker_index": None, "flicker_static": None, "audio": "none",
-        }  # fmt: skip
+            "frames": done,
+            "size": f"{info.width}x{info.height}",
+            "seconds": seconds,
+            "fps": done / seconds,
+            "flicker_index": None,
+            "flicker_static": None,
+            "audio": "none",
+        }
 
     naive_fps = rows["naive loop (fp32 eager, frame by frame)"]["fps"]
-    print(f"\n| run | frames | size | frames/s | vs naive | flicker index | static flicker (levels) |")
+    print("\n| run | frames | size | frames/s | vs naive | flicker index | static flicker (levels) |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         flick = "" if r["flicker_index"] is None else f"{r['flicker_index']:.3f}"
         static = "" if r["flicker_static"] is None else f"{r['flicker_static']:.2f}"
-        print(f"| {name} | {r['frames']} | {r['size']} | {r['fps']:.3f} | {r['fps'] / naive_fps:.2f}x | {flick} | {static} |")
+        ratio = r["fps"] / naive_fps
+        print(f"| {name} | {r['frames']} | {r['size']} | {r['fps']:.3f} | {ratio:.2f}x | {flick} | {static} |")
     steady, plain = rows["default (stabilised)"], rows["default, no stabilisation"]
-    print(f"\nspeed-up of the default path over the naive loop at full size: {steady['fps'] / naive_fps:.2f}x (target >= 5x)")
+    speedup = steady["fps"] / naive_fps
+    print(f"\nspeed-up of the default path over the naive loop at full size: {speedup:.2f}x (target >= 5x)")
     print("\nflicker at full size (index: output change / input change; static: levels where the input is still):")
-    parts = {"none": plain, "statistics only": side["stats only"].result(), "output filter only": side["filter only"].result(),
-             "both (default)": steady}  # fmt: skip
+    parts = {
+        "none": plain,
+        "statistics only": side["stats only"].result(),
+        "output filter only": side["filter only"].result(),
+        "both (default)": steady,
+    }
     for name, r in parts.items():
         index, static = (r["flicker_index"], r["flicker_static"]) if isinstance(r, dict) else (r.index, r.static)
         print(f"  {name:20s} index {index:.3f}   static {static:.2f}")
         rows.setdefault(f"flicker: {name}", {"flicker_index": index, "flicker_static": static})
     lower = steady["flicker_index"] < plain["flicker_index"]
-    print(f"stabilisation: {plain['flicker_index']:.3f} -> {steady['flicker_index']:.3f} ({'lower' if lower else 'NOT lower'})")
+    verdict = "lower" if lower else "NOT lower"
+    print(f"stabilisation: {plain['flicker_index']:.3f} -> {steady['flicker_index']:.3f} ({verdict})")
     if args.json:
         args.json.write_text(json.dumps({"frames": frames, "rows": rows}, indent=1))
 

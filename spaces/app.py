@@ -32,11 +32,15 @@ def load_webapp() -> ModuleType:
 def space_args(cuda: bool) -> list[str]:
     """Space defaults; command-line arguments given to this script override them."""
     args = [
-        "--host", os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),  # Spaces route to all interfaces
-        "--port", os.environ.get("GRADIO_SERVER_PORT", "7860"),
-        "--device", "cuda" if cuda else "cpu",
-        "--max-queue", "24",
-    ]  # fmt: skip
+        "--host",
+        os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),  # Spaces route to all interfaces
+        "--port",
+        os.environ.get("GRADIO_SERVER_PORT", "7860"),
+        "--device",
+        "cuda" if cuda else "cpu",
+        "--max-queue",
+        "24",
+    ]
     if not cuda:  # free CPU hardware: keep a request to tens of seconds
         args += ["--max-side", "768", "--video-max-side", "384", "--video-seconds", "4"]
     if (HERE / "examples").is_dir():

@@ -43,7 +43,12 @@ def sync(out: Path, examples: Path | None = None) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="output folder (replaced)")
-    parser.add_argument("--examples", type=Path, default=None, help="photos / clips to show as examples (you must be allowed to publish them)")
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        default=None,
+        help="photos / clips to show as examples (you must be allowed to publish them)",
+    )
     args = parser.parse_args()
     files = sync(args.out, args.examples)
     print(f"Space bundle: {len(files)} files in {args.out}")

@@ -5,13 +5,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from pathlib import Path
 
-import scenimefy  # noqa: E402,F401  (installs the torchvision shim first)
+import pytest
+import torch
 
-from tests.paths import PARITY, SHARED  # noqa: E402
+import scenimefy  # noqa: F401  (installs the torchvision shim first)
+from tests.support.paths import PARITY, SHARED
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -29,6 +29,6 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def reference_translator():
     """The converted parity checkpoint (reference layout, seeded random weights, full size)."""
-    from scenimefy.convert import load_reference_translator
+    from scenimefy.hub.convert import load_reference_translator
 
     return load_reference_translator(PARITY / "net_G.pth")

@@ -11,14 +11,18 @@ import torch
 from PIL import Image
 
 from scenimefy.models.translator import ScenimefyTranslator
-from tests.fixtures import tiny_translator, write_awkward_images
-from tests.paths import PARITY, SAMPLES
+from tests.support.fixtures import tiny_translator, write_awkward_images
+from tests.support.paths import PARITY, SAMPLES
 
 
 def run_cli(*args, env=None, timeout=300):
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "scenimefy", *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout
+        [sys.executable, "-m", "scenimefy", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )
 
 
@@ -69,9 +73,14 @@ def test_missing_style_offline_is_fast_and_actionable(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     start = time.monotonic()
     result = run_cli(
-        "stylize", tmp_path / "a.png", "-o", tmp_path / "out", "--style", "hosoda",
+        "stylize",
+        tmp_path / "a.png",
+        "-o",
+        tmp_path / "out",
+        "--style",
+        "hosoda",
         env={"HF_HUB_CACHE": str(tmp_path / "hf"), "SCENIMEFY_CACHE": str(tmp_path / "sc")},
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     assert "no public weights" in result.stderr and "SCENIMEFY_STYLE_HOSODA" in result.stderr
     assert "Traceback" not in result.stderr

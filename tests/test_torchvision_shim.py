@@ -16,7 +16,10 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_import_scenimefy_makes_torchvision_importers_work():
-    result = run("import scenimefy, torchvision, lpips, open_clip; from transformers import Mask2FormerImageProcessor; print('ok')")
+    result = run(
+        "import scenimefy, torchvision, lpips, open_clip; "
+        "from transformers import Mask2FormerImageProcessor; print('ok')"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

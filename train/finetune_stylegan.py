@@ -29,7 +29,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import scenimefy  # noqa: F401  (first: makes torchvision importable for lpips / open_clip)
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -37,12 +36,16 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from scenimefy.convert import CheckpointError, load_rosinality_checkpoint, stylegan2_from_rosinality
+import scenimefy  # noqa: F401  (first: makes torchvision importable for lpips / open_clip)
 from scenimefy.data import ImageDataset
+from scenimefy.hub.convert import CheckpointError
+from scenimefy.hub.convert_stylegan2 import load_rosinality_checkpoint, stylegan2_from_rosinality
 from scenimefy.losses.clip import PriorWeightsError, load_clip_image_encoder
 from scenimefy.losses.finetune import finetune_generator_loss, load_lpips
 from scenimefy.models import StyleGAN2Discriminator, StyleGAN2Generator
-from scenimefy.stylegan_training import (
+from scenimefy.training.checkpoints import resume_state, save_checkpoint
+from scenimefy.training.config import ConfigError, config_to_dict, parse_config
+from scenimefy.training.stylegan import (
     cycle,
     discriminator_step,
     ema_update,
@@ -51,13 +54,6 @@ from scenimefy.stylegan_training import (
     push_folder_to_hub,
     sample_latents,
     set_requires_grad,
-)
-from scenimefy.training import (
-    ConfigError,
-    config_to_dict,
-    parse_config,
-    resume_state,
-    save_checkpoint,
 )
 
 logger = get_logger(__name__)
@@ -176,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     source.eval().requires_grad_(False).to(accelerator.device)
     if discriminator is None:
         logger.info("no source discriminator: D starts from random weights")
-        discriminator = StyleGAN2Discriminator(size=source.size, channel_multiplier=source.config.channel_multiplier,
-                                               channel_max=source.config.channel_max)
+        discriminator = StyleGAN2Discriminator(
+            size=source.size, channel_multiplier=source.config.channel_multiplier, channel_max=source.config.channel_max
+        )
     discriminator.train()
     target = copy.deepcopy(source).train()
     trainable = freeze_all_but_last_blocks(target, config.trainable_blocks)
@@ -190,17 +187,29 @@ def main(argv: list[str] | None = None) -> None:
     if config.random_priors:
         logger.warning("random_priors: CLIP and LPIPS are randomly initialised; the constraints are meaningless")
 
-    dataset = ImageDataset(config.train_data, load_size=source.size, crop_size=source.size, flip=config.flip,
-                           image_column=config.image_column)
-    loader = DataLoader(dataset, batch_size=config.train_batch_size, shuffle=True, drop_last=True,
-                        num_workers=config.dataloader_num_workers)
+    dataset = ImageDataset(
+        config.train_data,
+        load_size=source.size,
+        crop_size=source.size,
+        flip=config.flip,
+        image_column=config.image_column,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=config.dataloader_num_workers,
+    )
 
     # G_t's optimiser sees only the trained blocks; D has the lazy-R1 Adam correction.
-    g_optimizer = torch.optim.Adam([p for p in target.parameters() if p.requires_grad], lr=config.learning_rate,
-                                   betas=(0.0, 0.99))
+    g_optimizer = torch.optim.Adam(
+        [p for p in target.parameters() if p.requires_grad], lr=config.learning_rate, betas=(0.0, 0.99)
+    )
     d_ratio = config.d_reg_every / (config.d_reg_every + 1)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate * d_ratio,
-                                   betas=(0.0**d_ratio, 0.99**d_ratio))
+    d_optimizer = torch.optim.Adam(
+        discriminator.parameters(), lr=config.learning_rate * d_ratio, betas=(0.0**d_ratio, 0.99**d_ratio)
+    )
     target, discriminator, g_optimizer, d_optimizer, loader = accelerator.prepare(
         target, discriminator, g_optimizer, d_optimizer, loader
     )
@@ -224,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     mean_w = source.mean_latent(4096, generator=fixed)
     sample_w = source.truncate(
         source.mapping(torch.randn(config.num_sample_images, source.style_dim, generator=fixed).to(accelerator.device)),
-        mean_w, config.sample_truncation,
+        mean_w,
+        config.sample_truncation,
     )
     samples_dir = output_dir / "samples"
 
@@ -239,10 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     unwrapped = accelerator.unwrap_model(target)
     batches = cycle(loader)
     batch_size = config.train_batch_size
-    logger.info(f"{len(dataset)} anime images, {len(trainable)} trained tensors in the last {config.trainable_blocks} "
-                f"blocks, steps {global_step} -> {config.max_train_steps}")
-    progress = tqdm(total=config.max_train_steps, initial=global_step, desc="steps",
-                    disable=not accelerator.is_local_main_process)
+    logger.info(
+        f"{len(dataset)} anime images, {len(trainable)} trained tensors in the last {config.trainable_blocks} "
+        f"blocks, steps {global_step} -> {config.max_train_steps}"
+    )
+    progress = tqdm(
+        total=config.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
 
     while global_step < config.max_train_steps:
         real = next(batches)  # (B, 3, size, size) anime images in [-1, 1]
@@ -257,17 +270,31 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             fake = target(latents, noise=noise)
         logs = discriminator_step(
-            discriminator, d_optimizer, real, fake, accelerator.backward, config.r1_gamma,
-            regularize=global_step % config.d_reg_every == 0, reg_interval=config.d_reg_every,
+            discriminator,
+            d_optimizer,
+            real,
+            fake,
+            accelerator.backward,
+            config.r1_gamma,
+            regularize=global_step % config.d_reg_every == 0,
+            reg_interval=config.d_reg_every,
         )
 
         # G_t: Eq. 3.
         set_requires_grad(discriminator, False)
         target_images = target(latents, noise=noise)  # y_p
         terms = finetune_generator_loss(
-            discriminator(target_images), source_images, target_images, clip_encoder, lpips_model,
-            lambda_global=config.lambda_global, lambda_lpips=config.lambda_lpips, lambda_patch=config.lambda_patch,
-            num_patches=config.num_patches, patch_size=config.patch_size, temperature=config.nce_temperature,
+            discriminator(target_images),
+            source_images,
+            target_images,
+            clip_encoder,
+            lpips_model,
+            lambda_global=config.lambda_global,
+            lambda_lpips=config.lambda_lpips,
+            lambda_patch=config.lambda_patch,
+            num_patches=config.num_patches,
+            patch_size=config.patch_size,
+            temperature=config.nce_temperature,
         )
         g_optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms["loss"])
@@ -294,8 +321,11 @@ def main(argv: list[str] | None = None) -> None:
         write_model_card(output_dir, config, global_step)
         logger.info(f"saved generator/ (EMA of G_t) and discriminator/ to {output_dir}")
         if config.push_to_hub:
-            repo_id = push_folder_to_hub(output_dir, config.hub_model_id or output_dir.resolve().name,
-                                         "StyleGAN2 anime generator G_t and discriminator (finetune_stylegan.py)")
+            repo_id = push_folder_to_hub(
+                output_dir,
+                config.hub_model_id or output_dir.resolve().name,
+                "StyleGAN2 anime generator G_t and discriminator (finetune_stylegan.py)",
+            )
             logger.info(f"uploaded generator/ and discriminator/ to https://huggingface.co/{repo_id}")
     progress.close()
     accelerator.end_training()

@@ -31,7 +31,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import scenimefy  # noqa: F401  (installs the torchvision shim before transformers is imported)
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,18 +40,28 @@ from datasets import Features, Image, Value
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
-from scenimefy.hub import WeightsUnavailableError, download_hub_folder
+import scenimefy  # noqa: F401  (installs the torchvision shim before transformers is imported)
+from scenimefy.hub.download import DEFAULT_SEGMENTER, WeightsUnavailableError, download_hub_folder, load_segmenter
+from scenimefy.losses.segmentation import MAX_LBCE, MIN_CLASSES, keep_pairs
 from scenimefy.models.stylegan2 import StyleGAN2Generator
-from scenimefy.selection import DEFAULT_SEGMENTER, MAX_LBCE, MIN_CLASSES, SemanticSegmenter, keep_pairs
-from scenimefy.training import ConfigError, config_to_dict, parse_config
+from scenimefy.training.config import ConfigError, config_to_dict, parse_config
 
 FEATURES = Features(
     {"real": Image(), "anime": Image(), "seed": Value("int64"), "lbce": Value("float32"), "classes": Value("int32")}
 )
 #: Settings that decide which pairs a run produces; a resumed run must not change them.
 CONTENT_KEYS = (
-    "source", "target", "segmenter", "seg_shortest_edge", "seed", "block_size",
-    "truncation", "mean_latent_samples", "max_lbce", "min_classes", "dtype",
+    "source",
+    "target",
+    "segmenter",
+    "seg_shortest_edge",
+    "seed",
+    "block_size",
+    "truncation",
+    "mean_latent_samples",
+    "max_lbce",
+    "min_classes",
+    "dtype",
 )
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -182,7 +191,7 @@ class PairMaker:
             if self.source.config[key] != self.target.config[key]:
                 raise ConfigError(f"source and target generators differ in {key}")
         self.style_dim = self.source.config["style_dim"]
-        self.segmenter = SemanticSegmenter.from_pretrained(config.segmenter, shortest_edge=config.seg_shortest_edge)
+        self.segmenter = load_segmenter(config.segmenter, shortest_edge=config.seg_shortest_edge)
         self.segmenter.to(device, dtype)
         # The truncation centre from z drawn by a CPU generator: the same on every device and process.
         cpu_generator = torch.Generator().manual_seed(config.seed)
@@ -248,7 +257,7 @@ def finalize(out: Path, num_pairs: int, maker: PairMaker) -> int:
         elif shard_rows(path) > want:
             write_rows(path, pq.read_table(path).slice(0, want).to_pydict())
     for path in (out / "data").glob("train-b*.parquet"):  # shards of blocks that never finished
-        if int(path.stem[len("train-b"):]) not in records:
+        if int(path.stem[len("train-b") :]) not in records:
             path.unlink()
     for path in [*(out / "data").glob(".tmp-*"), *(out / ".progress").glob(".tmp-*")]:  # left by a killed run
         path.unlink()
@@ -367,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     maker = PairMaker(config, out, accelerator.device)  # bad model paths fail before anything is written
     if accelerator.is_main_process:
         start_run(out, config)
-        print(f"generating {config.num_pairs} pairs with {accelerator.num_processes} process(es) on {accelerator.device}")
+        print(
+            f"generating {config.num_pairs} pairs with {accelerator.num_processes} process(es) on {accelerator.device}"
+        )
     accelerator.wait_for_everyone()
 
     max_candidates = config.max_candidates if config.max_candidates is not None else 20 * config.num_pairs

@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import scenimefy  # noqa: F401  (first: makes torchvision importable on CPU-only torch)
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -30,10 +29,13 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+import scenimefy  # noqa: F401  (first: makes torchvision importable on CPU-only torch)
 from scenimefy.data import ImageDataset
 from scenimefy.losses.stylegan2 import generator_nonsaturating_loss, path_length_penalty
 from scenimefy.models import StyleGAN2Discriminator, StyleGAN2Generator
-from scenimefy.stylegan_training import (
+from scenimefy.training.checkpoints import resume_state, save_checkpoint
+from scenimefy.training.config import ConfigError, config_to_dict, parse_config
+from scenimefy.training.stylegan import (
     cycle,
     discriminator_step,
     ema_update,
@@ -42,13 +44,6 @@ from scenimefy.stylegan_training import (
     push_folder_to_hub,
     sample_latents,
     set_requires_grad,
-)
-from scenimefy.training import (
-    ConfigError,
-    config_to_dict,
-    parse_config,
-    resume_state,
-    save_checkpoint,
 )
 
 logger = get_logger(__name__)
@@ -112,7 +107,7 @@ def write_model_card(folder: Path, config: TrainStyleGANConfig, global_step: int
         f"{config.size} px, style_dim {config.style_dim}, {config.n_mlp}-layer mapping, channel multiplier "
         f"{config.channel_multiplier}, {global_step} steps at batch {config.train_batch_size} per process.\n\n"
         "```python\nfrom scenimefy.models import StyleGAN2Generator\n"
-        "G = StyleGAN2Generator.from_pretrained(\"<this repo>\", subfolder=\"generator\")\n"
+        'G = StyleGAN2Generator.from_pretrained("<this repo>", subfolder="generator")\n'
         "w = G.mapping(torch.randn(4, G.style_dim))\nimages = G(w)  # (4, 3, H, W) in [-1, 1]\n```\n"
     )
 
@@ -148,10 +143,20 @@ def main(argv: list[str] | None = None) -> None:
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
 
     # Data: resize the shorter side to `size`, random square crop and flip, [-1, 1].
-    dataset = ImageDataset(config.train_data, load_size=config.size, crop_size=config.size, flip=config.flip,
-                           image_column=config.image_column)
-    loader = DataLoader(dataset, batch_size=config.train_batch_size, shuffle=True, drop_last=True,
-                        num_workers=config.dataloader_num_workers)
+    dataset = ImageDataset(
+        config.train_data,
+        load_size=config.size,
+        crop_size=config.size,
+        flip=config.flip,
+        image_column=config.image_column,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=config.dataloader_num_workers,
+    )
 
     g_optimizer = adam_for_lazy_regularization(generator.parameters(), config.learning_rate, config.g_reg_every)
     d_optimizer = adam_for_lazy_regularization(discriminator.parameters(), config.learning_rate, config.d_reg_every)
@@ -191,10 +196,13 @@ def main(argv: list[str] | None = None) -> None:
     unwrapped = accelerator.unwrap_model(generator)
     batches = cycle(loader)
     batch_size = config.train_batch_size
-    logger.info(f"{len(dataset)} images, batch {batch_size} x {accelerator.num_processes} process(es), "
-                f"steps {global_step} -> {config.max_train_steps}")
-    progress = tqdm(total=config.max_train_steps, initial=global_step, desc="steps",
-                    disable=not accelerator.is_local_main_process)
+    logger.info(
+        f"{len(dataset)} images, batch {batch_size} x {accelerator.num_processes} process(es), "
+        f"steps {global_step} -> {config.max_train_steps}"
+    )
+    progress = tqdm(
+        total=config.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
 
     while global_step < config.max_train_steps:
         real = next(batches)  # (B, 3, size, size) in [-1, 1]
@@ -205,8 +213,14 @@ def main(argv: list[str] | None = None) -> None:
             latents = sample_latents(unwrapped, batch_size, config.mixing_prob, accelerator.device)
             fake = generator(latents, noise_mode="random")
         logs = discriminator_step(
-            discriminator, d_optimizer, real, fake, accelerator.backward, config.r1_gamma,
-            regularize=global_step % config.d_reg_every == 0, reg_interval=config.d_reg_every,
+            discriminator,
+            d_optimizer,
+            real,
+            fake,
+            accelerator.backward,
+            config.r1_gamma,
+            regularize=global_step % config.d_reg_every == 0,
+            reg_interval=config.d_reg_every,
         )
 
         # Generator: non-saturating loss, lazy path-length regularisation.
@@ -237,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.log(logs, step=global_step)
 
         if global_step % config.checkpointing_steps == 0:
-            path = save_checkpoint(accelerator, output_dir, global_step, config.checkpoints_total_limit,
-                                   mean_path_length=mean_path_length)
+            path = save_checkpoint(
+                accelerator, output_dir, global_step, config.checkpoints_total_limit, mean_path_length=mean_path_length
+            )
             logger.info(f"saved {path}")
         if config.sample_steps and global_step % config.sample_steps == 0:
             save_samples(global_step)
@@ -252,8 +267,11 @@ def main(argv: list[str] | None = None) -> None:
         logger.info(f"saved generator/ (EMA) and discriminator/ to {output_dir}")
         write_model_card(output_dir, config, global_step)
         if config.push_to_hub:
-            repo_id = push_folder_to_hub(output_dir, config.hub_model_id or output_dir.resolve().name,
-                                         "StyleGAN2 generator (EMA) and discriminator (train_stylegan.py)")
+            repo_id = push_folder_to_hub(
+                output_dir,
+                config.hub_model_id or output_dir.resolve().name,
+                "StyleGAN2 generator (EMA) and discriminator (train_stylegan.py)",
+            )
             logger.info(f"uploaded generator/ and discriminator/ to https://huggingface.co/{repo_id}")
     progress.close()
     accelerator.end_training()

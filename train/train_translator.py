@@ -18,11 +18,9 @@ end, ``translator/`` (config.json + safetensors) for ``ScenimefyTranslator.from_
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import scenimefy  # noqa: F401  (first: makes torchvision importable on CPU-only torch)
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -30,13 +28,16 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from scenimefy import hub, publish
+import scenimefy  # noqa: F401  (first: makes torchvision importable on CPU-only torch)
+from scenimefy import hub
 from scenimefy.data import DataSourceError, ImageDataset, PairedDataset, UnpairedDataset
+from scenimefy.hub import publish
 from scenimefy.losses.perceptual import PerceptualWeightsError, VGGPerceptualLoss
 from scenimefy.models import ScenimefyTranslator
-from scenimefy.tracking import JSONLTracker
-from scenimefy.training import ConfigError, config_to_dict, parse_config, resume_state, save_checkpoint
-from scenimefy.translator_training import (
+from scenimefy.training.checkpoints import resume_state, save_checkpoint
+from scenimefy.training.config import ConfigError, config_to_dict, parse_config
+from scenimefy.training.tracking import JSONLTracker
+from scenimefy.training.translator import (
     LossSettings,
     build_networks,
     constant_then_linear_decay,
@@ -106,10 +107,17 @@ def make_trackers(report_to: str, logging_dir: Path, project: str) -> list:
     return trackers
 
 
-def make_dataloaders(config: TrainTranslatorConfig, settings: LossSettings) -> tuple[DataLoader | None, DataLoader | None]:
+def make_dataloaders(
+    config: TrainTranslatorConfig, settings: LossSettings
+) -> tuple[DataLoader | None, DataLoader | None]:
     """(unpaired loader or None, paired loader or None), for the enabled branches."""
-    crop = dict(load_size=config.load_size, crop_size=config.crop_size, flip=config.flip)
-    loader = dict(batch_size=config.train_batch_size, shuffle=True, drop_last=True, num_workers=config.dataloader_num_workers)
+    crop = {"load_size": config.load_size, "crop_size": config.crop_size, "flip": config.flip}
+    loader = {
+        "batch_size": config.train_batch_size,
+        "shuffle": True,
+        "drop_last": True,
+        "num_workers": config.dataloader_num_workers,
+    }
     unpaired = paired = None
     if settings.unsupervised:
         if not config.real_data or not config.anime_data:
@@ -120,7 +128,9 @@ def make_dataloaders(config: TrainTranslatorConfig, settings: LossSettings) -> t
     if settings.supervised:
         if not config.paired_data:
             raise ConfigError("the supervised branch needs --paired_data (or set --supervised false)")
-        pairs = PairedDataset(config.paired_data, real_column=config.real_column, anime_column=config.anime_column, **crop)
+        pairs = PairedDataset(
+            config.paired_data, real_column=config.real_column, anime_column=config.anime_column, **crop
+        )
         paired = DataLoader(pairs, **loader)
     return unpaired, paired
 
@@ -128,11 +138,19 @@ def make_dataloaders(config: TrainTranslatorConfig, settings: LossSettings) -> t
 def sample_images(config: TrainTranslatorConfig) -> torch.Tensor:
     """Fixed centre crops of the first real photos (or pseudo-pair inputs), for the sample grids."""
     if config.real_data:
-        source = ImageDataset(config.real_data, config.load_size, config.crop_size, random_crop=False, image_column=config.image_column)
+        source = ImageDataset(
+            config.real_data, config.load_size, config.crop_size, random_crop=False, image_column=config.image_column
+        )
         items = [source[i] for i in range(min(config.num_sample_images, len(source)))]
     else:
-        source = PairedDataset(config.paired_data, config.load_size, config.crop_size, random_crop=False,
-                               real_column=config.real_column, anime_column=config.anime_column)
+        source = PairedDataset(
+            config.paired_data,
+            config.load_size,
+            config.crop_size,
+            random_crop=False,
+            real_column=config.real_column,
+            anime_column=config.anime_column,
+        )
         items = [source[i]["real"] for i in range(min(config.num_sample_images, len(source)))]
     return torch.stack(items)
 
@@ -164,10 +182,12 @@ def main(argv: list[str] | None = None) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     # Networks: G, D_U, D_P, F, F_s, built eagerly (a branch's networks only when the branch is on).
-    generator = ScenimefyTranslator.from_pretrained(config.pretrained_translator) if config.pretrained_translator else None
+    generator = (
+        ScenimefyTranslator.from_pretrained(config.pretrained_translator) if config.pretrained_translator else None
+    )
     nets = build_networks(
         settings,
-        translator_config=dict(ngf=config.ngf, n_blocks=config.n_blocks),
+        translator_config={"ngf": config.ngf, "n_blocks": config.n_blocks},
         generator=generator,
         ndf=config.ndf,
         n_layers_d=config.n_layers_d,
@@ -177,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     vgg = None
     if settings.unsupervised and settings.lambda_vgg > 0:
         if config.vgg_weights == "random":
-            logger.warning("vgg_weights=random: the VGG loss compares features of an untrained network (smoke tests only)")
+            logger.warning(
+                "vgg_weights=random: the VGG loss compares features of an untrained network (smoke tests only)"
+            )
         weights = None if config.vgg_weights == "random" else config.vgg_weights
         vgg = VGGPerceptualLoss(weights=weights).to(accelerator.device)
 
@@ -188,21 +210,23 @@ def main(argv: list[str] | None = None) -> None:
     # Optimisers: one Adam for G + F + F_s, one for D_U + D_P (per-parameter Adam: the same as the
     # reference's separate optimisers per network).
     betas = (config.adam_beta1, config.adam_beta2)
-    g_optimizer = torch.optim.Adam([p for m in nets.generator_side() for p in m.parameters()], config.learning_rate, betas=betas)
+    g_optimizer = torch.optim.Adam(
+        [p for m in nets.generator_side() for p in m.parameters()], config.learning_rate, betas=betas
+    )
     d_params = [p for m in nets.discriminators() for p in m.parameters()]
     d_optimizer = torch.optim.Adam(d_params, config.learning_rate, betas=betas) if d_params else None
 
     # accelerate wraps every network, optimiser and loader (DDP, device placement, sharding).
     names = ["generator", "disc_unpaired", "disc_paired", "patch_head", "style_patch_head"]
     present = [n for n in names if getattr(nets, n) is not None]
-    loaders = [l for l in (unpaired_loader, paired_loader) if l is not None]
+    loaders = [loader for loader in (unpaired_loader, paired_loader) if loader is not None]
     optimizers = [o for o in (g_optimizer, d_optimizer) if o is not None]
     prepared = accelerator.prepare(*[getattr(nets, n) for n in present], *optimizers, *loaders)
     for name, module in zip(present, prepared):
         setattr(nets, name, module)
     g_optimizer = prepared[len(present)]
     d_optimizer = prepared[len(present) + 1] if d_optimizer is not None else None
-    loaders = list(prepared[len(present) + len(optimizers):])
+    loaders = list(prepared[len(present) + len(optimizers) :])
     unpaired_loader = loaders.pop(0) if unpaired_loader is not None else None
     paired_loader = loaders.pop(0) if paired_loader is not None else None
 
@@ -213,10 +237,14 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError("fewer images than train_batch_size x processes: no full batch per epoch")
     total_steps = config.epochs * steps_per_epoch
     stop_step = min(total_steps, config.max_train_steps or total_steps)
-    decay_start = (config.decay_start_epoch if config.decay_start_epoch is not None else config.epochs // 2) * steps_per_epoch
+    decay_start = (
+        config.decay_start_epoch if config.decay_start_epoch is not None else config.epochs // 2
+    ) * steps_per_epoch
     # The lr schedule is stepped here once per step on every process (not prepared: accelerate would
     # step it once per process), and saved with the checkpoints.
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, constant_then_linear_decay(total_steps, decay_start)) for o in optimizers]
+    schedulers = [
+        torch.optim.lr_scheduler.LambdaLR(o, constant_then_linear_decay(total_steps, decay_start)) for o in optimizers
+    ]
     for scheduler in schedulers:
         accelerator.register_for_checkpointing(scheduler)
 
@@ -261,8 +289,16 @@ def main(argv: list[str] | None = None) -> None:
                 batch = {**batch, "pair_real": pair["real"], "pair_anime": pair["anime"]}
 
             logs = train_step(
-                nets, g_optimizer, d_optimizer, batch, epoch, config.epochs, settings,
-                vgg=vgg, backward=accelerator.backward, autocast=accelerator.autocast,
+                nets,
+                g_optimizer,
+                d_optimizer,
+                batch,
+                epoch,
+                config.epochs,
+                settings,
+                vgg=vgg,
+                backward=accelerator.backward,
+                autocast=accelerator.autocast,
             )
             for scheduler in schedulers:
                 scheduler.step()
@@ -273,7 +309,9 @@ def main(argv: list[str] | None = None) -> None:
             accelerator.log(logs, step=global_step)
 
             if global_step % config.checkpointing_steps == 0:
-                path = save_checkpoint(accelerator, output_dir, global_step, config.checkpoints_total_limit, epoch=epoch)
+                path = save_checkpoint(
+                    accelerator, output_dir, global_step, config.checkpoints_total_limit, epoch=epoch
+                )
                 logger.info(f"saved {path}")
             if config.sample_steps and global_step % config.sample_steps == 0:
                 save_samples(global_step)
@@ -290,7 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         if config.push_to_hub:
             # create_repo + upload_folder with a generated model card; the token is never printed.
             result = publish.publish_translator(
-                final_dir, config.hub_model_id, training_config=config_to_dict(config), license=config.hub_license,
+                final_dir,
+                config.hub_model_id,
+                training_config=config_to_dict(config),
+                license=config.hub_license,
                 commit_message=f"Scenimefy translator, {global_step} steps (train_translator.py)",
             )
             logger.info(f"uploaded to {result.url}")

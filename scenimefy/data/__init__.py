@@ -1,8 +1,8 @@
 """Training data of the translator: unpaired real/anime images and stage-2 pseudo pairs."""
 
-from .images import ImageDataset, PairedDataset, UnpairedDataset
-from .sources import DataSourceError, find_images, is_datasets_folder, load_hf_dataset
-from .transforms import crop_image, crop_pair, to_pil, to_tensor
+from scenimefy.data.datasets import ImageDataset, PairedDataset, UnpairedDataset
+from scenimefy.data.sources import DataSourceError, find_images, is_datasets_folder, load_hf_dataset
+from scenimefy.data.transforms import crop_image, crop_pair, to_pil, to_tensor
 
 __all__ = [
     "DataSourceError",

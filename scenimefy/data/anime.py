@@ -35,10 +35,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -119,7 +119,9 @@ def _index(pts: int, first_pts: int, time_base: Fraction, fps: Fraction) -> int:
     return math.floor((pts - first_pts) * time_base * fps + Fraction(1, 2))
 
 
-def read_frames(path: str | os.PathLike, frames: Iterable[int], *, sequential: bool = False) -> Iterator[tuple[int, np.ndarray | None]]:
+def read_frames(
+    path: str | os.PathLike, frames: Iterable[int], *, sequential: bool = False
+) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield ``(frame number, RGB uint8 (H, W, 3))`` for the wanted frames in increasing order;
     the array is None for a frame past the end of the video."""
     import av
@@ -170,7 +172,11 @@ def _read_seeking(container, stream, targets: list[int], path) -> Iterator[tuple
         if target < index or target > index + ahead:
             # Land on the keyframe before the target; if a demuxer lands after it, go further back.
             for back_s in (0, 10, 120, None):
-                start = first_pts if back_s is None else first_pts + math.floor((Fraction(target) / fps - back_s) / time_base)
+                start = (
+                    first_pts
+                    if back_s is None
+                    else first_pts + math.floor((Fraction(target) / fps - back_s) / time_base)
+                )
                 container.seek(max(start, first_pts), stream=stream, backward=True, any_frame=False)
                 decoder = container.decode(stream)
                 current = next(decoder, None)
@@ -217,7 +223,9 @@ class BuildReport:
 
 def _save_atomic(image: Image.Image, path: Path) -> None:
     tmp = path.with_name(path.name + ".part")
-    image.save(tmp, format="PNG" if path.suffix == ".png" else "JPEG", **({"quality": 95} if path.suffix == ".jpg" else {}))
+    image.save(
+        tmp, format="PNG" if path.suffix == ".png" else "JPEG", **({"quality": 95} if path.suffix == ".jpg" else {})
+    )
     os.replace(tmp, path)
 
 
@@ -311,8 +319,16 @@ def _jsonl(rows: list[dict]) -> str:
 
 
 def _row(name: str, title: str, n: int, crop: str, x: int, shape: tuple) -> dict:
-    return {"file_name": name, "film": title, "frame": n, "crop": crop, "crop_index": CROPS.index(crop), "x": x,
-            "source_width": shape[1], "source_height": shape[0]}  # fmt: skip
+    return {
+        "file_name": name,
+        "film": title,
+        "frame": n,
+        "crop": crop,
+        "crop_index": CROPS.index(crop),
+        "x": x,
+        "source_width": shape[1],
+        "source_height": shape[0],
+    }
 
 
 def dataset_card(report: BuildReport, frames: dict[str, list[int]], size: int | None) -> str:
@@ -331,7 +347,8 @@ def dataset_card(report: BuildReport, frames: dict[str, list[int]], size: int | 
         "",
         f"Built by `scenimefy dataset anime` from the frame list of Scenimefy (Jiang et al., ICCV 2023): {report.images} "
         f"images = frames x 3 square crops (left, centre, right; side = frame height"
-        + (f", resized to {size}x{size}" if size else "") + ").",
+        + (f", resized to {size}x{size}" if size else "")
+        + ").",
         "",
         "| Film | Frames listed | Frames missing |",
         "| :--- | ---: | ---: |",
@@ -345,7 +362,7 @@ def dataset_card(report: BuildReport, frames: dict[str, list[int]], size: int | 
         "(left / centre / right), `crop_index` (0 / 1 / 2, as in the authors' `frame_<n>_<i>.png`), `x` (crop offset in "
         "the source frame), `source_width`, `source_height`.",
         "",
-        "```python\nimport datasets\nds = datasets.load_dataset(\"<this folder>\", split=\"train\")\n```",
+        '```python\nimport datasets\nds = datasets.load_dataset("<this folder>", split="train")\n```',
         "",
         f"Films used: {len(films)} of {len(frames)}.",
         "",

@@ -1,124 +1,161 @@
-"""Datasets of single images (the unpaired branch) and of (real, anime) pseudo pairs (supervised branch)."""
+"""Turning whatever a user hands us into RGB uint8 pixels (+ optional alpha), with clear errors.
+
+Accepted: file paths, PIL images, numpy arrays (H, W), (H, W, 1|3|4) uint8/uint16/float in [0, 1],
+and torch tensors (C, H, W) or (H, W) in [0, 1] (float) or uint8. EXIF orientation is applied;
+palette transparency, LA and RGBA keep their alpha; CMYK, 16-bit and float images are converted.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .sources import DataSourceError, find_images, is_datasets_folder, load_hf_dataset, require_columns
-from .transforms import check_sizes, crop_image, crop_pair
+#: Refuse images above this many pixels before decoding them (decompression bombs).
+#: 12 MP phone photos and 8K frames (33 MP) pass; override with SCENIMEFY_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 50_000_000
 
-
-class ImageDataset(Dataset):
-    """Images of one domain -> (3, crop_size, crop_size) tensors in [-1, 1].
-
-    Args:
-        source: an image folder, a ``datasets`` folder or a Hub dataset id (see ``sources``).
-        load_size / crop_size: resize the shorter side to ``load_size``, then crop a square.
-        random_crop: random crop and flip (training) or centre crop (evaluation, sample grids).
-        image_column / split: which column and split of a ``datasets`` source hold the images.
-    """
-
-    def __init__(
-        self,
-        source: str | os.PathLike,
-        load_size: int = 256,
-        crop_size: int = 256,
-        random_crop: bool = True,
-        flip: bool = True,
-        image_column: str = "image",
-        split: str = "train",
-    ) -> None:
-        check_sizes(load_size, crop_size)
-        self.load_size, self.crop_size = load_size, crop_size
-        self.random_crop, self.flip = random_crop, flip
-        self.files: list[Path] | None = None
-        self.table = None
-        self.image_column = image_column
-        path = Path(source)
-        if path.is_dir() and not is_datasets_folder(path):
-            self.files = find_images(path)
-        elif path.exists() and not path.is_dir():
-            raise DataSourceError(f"{path} is a file; give a folder of images or a dataset")
-        else:
-            self.table = load_hf_dataset(source, split)
-            require_columns(self.table, (image_column,), source)
-            if len(self.table) == 0:
-                raise DataSourceError(f"dataset {str(source)!r} split {split!r} is empty")
-
-    def __len__(self) -> int:
-        return len(self.files) if self.files is not None else len(self.table)
-
-    def load_image(self, index: int) -> Image.Image:
-        """The original RGB image ``index`` (no resize or crop)."""
-        if self.files is not None:
-            with Image.open(self.files[index]) as image:
-                return image.convert("RGB")
-        return self.table[index][self.image_column].convert("RGB")
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return crop_image(self.load_image(index), self.load_size, self.crop_size, self.random_crop, self.flip)
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
-class UnpairedDataset(Dataset):
-    """Real photos and anime images, unaligned: item i is real[i % R] with a random anime image.
-
-    An epoch covers the larger domain once, as the reference's unaligned dataset does.
-    """
-
-    def __init__(self, real: Dataset, anime: Dataset) -> None:
-        self.real, self.anime = real, anime
-
-    def __len__(self) -> int:
-        return max(len(self.real), len(self.anime))
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        anime_index = int(torch.randint(0, len(self.anime), ()).item())
-        return {"real": self.real[index % len(self.real)], "anime": self.anime[anime_index]}
+class InvalidImageError(ValueError):
+    """An input that is not a usable image; the message names the input and the reason."""
 
 
-class PairedDataset(Dataset):
-    """Pseudo pairs (x_p, y_p) from stage 2: a ``datasets`` dataset with ``real`` and ``anime`` image columns.
+@dataclass
+class LoadedImage:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None  # (H, W) uint8, or None when the input is opaque
+    name: str  # for messages: the path, or a description of the in-memory input
 
-    Both images of a pair get the same crop and flip. Other columns (``seed``, ``lbce``,
-    ``classes``) are ignored here.
-    """
 
-    def __init__(
-        self,
-        source: str | os.PathLike,
-        load_size: int = 256,
-        crop_size: int = 256,
-        random_crop: bool = True,
-        flip: bool = True,
-        real_column: str = "real",
-        anime_column: str = "anime",
-        split: str = "train",
-    ) -> None:
-        check_sizes(load_size, crop_size)
-        self.load_size, self.crop_size = load_size, crop_size
-        self.random_crop, self.flip = random_crop, flip
-        self.real_column, self.anime_column = real_column, anime_column
-        if Path(source).is_dir() and not is_datasets_folder(source):
-            raise DataSourceError(
-                f"{source} holds no dataset files: the paired data is the stage-2 output folder "
-                f"(parquet shards with '{real_column}' and '{anime_column}' image columns)"
+def max_pixels() -> int:
+    return int(os.environ.get("SCENIMEFY_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, (str, os.PathLike)):
+        return str(obj)
+    if isinstance(obj, Image.Image):
+        return f"PIL image {obj.mode} {obj.width}x{obj.height}"
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return f"{type(obj).__name__} {tuple(obj.shape)} {obj.dtype}"
+    return type(obj).__name__
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file, turning PIL's many failure modes into one error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InvalidImageError(f"{path}: the file is empty (0 bytes)")
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > limit:
+                raise InvalidImageError(
+                    f"{path}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} MP, above the "
+                    f"{limit / 1e6:.0f} MP limit (set SCENIMEFY_MAX_PIXELS to raise it)"
+                )
+            if getattr(image, "n_frames", 1) > 1:
+                warnings.warn(
+                    f"{path}: animated image with {image.n_frames} frames; only the first frame is stylized "
+                    "(use `scenimefy video` for clips)",
+                    stacklevel=3,
+                )
+                image.seek(0)
+            image.load()
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"{path}: not an image file PIL can read (wrong extension or corrupt)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImageError(f"{path}: refused as a decompression bomb (too many pixels)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InvalidImageError(f"{path}: the image data is broken or truncated ({err})") from None
+    return image
+
+
+def _pil_to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("PA", "LA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    elif mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit / float greyscale: rescale to 8 bits instead of clipping at 255.
+        data = np.asarray(image).astype(np.float64)
+        scale = 1.0 if mode == "F" and data.max(initial=0) <= 1.0 else (65535.0 if data.max(initial=0) > 255 else 255.0)
+        grey = np.clip(np.round(data / scale * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    if image.mode == "RGBA":
+        arr = np.asarray(image)
+        alpha = arr[..., 3]
+        return np.ascontiguousarray(arr[..., :3]), None if alpha.min() == 255 else np.ascontiguousarray(alpha)
+    return np.asarray(image.convert("RGB")), None
+
+
+def _array_to_arrays(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InvalidImageError(f"{name}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        data = arr
+    elif arr.dtype == np.uint16:
+        data = np.round(arr.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InvalidImageError(f"{name}: contains NaN or infinite values")
+        if arr.min() < -1e-3 or arr.max() > 1 + 1e-3:
+            raise InvalidImageError(
+                f"{name}: float images must lie in [0, 1], found [{arr.min():.3g}, {arr.max():.3g}]"
             )
-        self.table = load_hf_dataset(source, split)
-        require_columns(self.table, (real_column, anime_column), source)
-        if len(self.table) == 0:
-            raise DataSourceError(f"paired dataset {str(source)!r} split {split!r} is empty")
+        data = np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        data = arr.astype(np.uint8) * 255
+    else:
+        raise InvalidImageError(f"{name}: unsupported dtype {arr.dtype}")
+    alpha = data[..., 3] if data.shape[2] == 4 else None
+    rgb = np.repeat(data[..., :1], 3, axis=2) if data.shape[2] == 1 else data[..., :3]
+    if alpha is not None and alpha.min() == 255:
+        alpha = None
+    return np.ascontiguousarray(rgb), alpha
 
-    def __len__(self) -> int:
-        return len(self.table)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        row = self.table[index]
-        real, anime = crop_pair(
-            row[self.real_column], row[self.anime_column], self.load_size, self.crop_size, self.random_crop, self.flip
+def load_image(obj: ImageInput) -> LoadedImage:
+    """Any accepted input -> :class:`LoadedImage`; raises :class:`InvalidImageError`."""
+    name = _describe(obj)
+    if isinstance(obj, (str, os.PathLike)):
+        rgb, alpha = _pil_to_arrays(open_image(obj))
+    elif isinstance(obj, Image.Image):
+        rgb, alpha = _pil_to_arrays(obj)
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim == 3:
+            if t.shape[0] not in (1, 3, 4):
+                raise InvalidImageError(f"{name}: tensors are (C, H, W) with C in 1, 3, 4")
+            t = t.permute(1, 2, 0)
+        rgb, alpha = _array_to_arrays(t.float().numpy() if t.is_floating_point() else t.numpy(), name)
+    elif isinstance(obj, np.ndarray):
+        rgb, alpha = _array_to_arrays(obj, name)
+    else:
+        raise InvalidImageError(
+            f"unsupported input type {type(obj).__name__}: pass a path, PIL image, numpy array or tensor"
         )
-        return {"real": real, "anime": anime}
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise InvalidImageError(f"{name}: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+    if rgb.shape[0] * rgb.shape[1] > max_pixels():
+        raise InvalidImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} exceeds the {max_pixels() / 1e6:.0f} MP limit")
+    return LoadedImage(rgb=rgb, alpha=alpha, name=name)

@@ -12,12 +12,12 @@ tests on 6,656 CycleGAN scene photos. Pass whichever copy you have:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from PIL import Image
 
-from .sources import DataSourceError, is_datasets_folder, load_hf_dataset
+from scenimefy.data.sources import DataSourceError, is_datasets_folder, load_hf_dataset
 
 
 def _image_column(dataset) -> str:
@@ -32,7 +32,9 @@ def _image_column(dataset) -> str:
     raise DataSourceError(f"the dataset has no image column (columns: {dataset.column_names})")
 
 
-def load_photos(source: str | os.PathLike, *, split: str = "train", streaming: bool = False, cache_dir: str | None = None):
+def load_photos(
+    source: str | os.PathLike, *, split: str = "train", streaming: bool = False, cache_dir: str | None = None
+):
     """A ``datasets.Dataset`` (``IterableDataset`` when streaming) with an ``image`` column.
 
     ``source``: a folder of image files, a ``datasets`` folder, or a Hub dataset id (read from the
@@ -43,7 +45,9 @@ def load_photos(source: str | os.PathLike, *, split: str = "train", streaming: b
     path = Path(source).expanduser()
     if path.is_dir() and not is_datasets_folder(path):
         try:
-            dataset = datasets.load_dataset("imagefolder", data_dir=str(path), split="train", streaming=streaming, cache_dir=cache_dir)
+            dataset = datasets.load_dataset(
+                "imagefolder", data_dir=str(path), split="train", streaming=streaming, cache_dir=cache_dir
+            )
         except (FileNotFoundError, ValueError) as err:
             raise DataSourceError(f"{path}: no images datasets' imagefolder can read ({err})") from None
     elif streaming and not path.exists():
@@ -66,7 +70,12 @@ def iter_photos(dataset, *, limit: int | None = None) -> Iterator[Image.Image]:
 
 
 def export_photos(
-    source: str | os.PathLike, out: str | os.PathLike, *, split: str = "train", limit: int | None = None, image_format: str = "jpg"
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    image_format: str = "jpg",
 ) -> int:
     """Write the photos of ``source`` as ``out/000000.jpg`` ... (for tools that take folders);
     returns how many. Existing files are kept, so an interrupted export resumes."""
@@ -80,7 +89,11 @@ def export_photos(
         target = out / f"{i:06d}.{image_format}"
         if not target.is_file():
             tmp = target.with_name(target.name + ".part")
-            image.save(tmp, format="JPEG" if image_format == "jpg" else image_format.upper(), **({"quality": 95} if image_format == "jpg" else {}))
+            image.save(
+                tmp,
+                format="JPEG" if image_format == "jpg" else image_format.upper(),
+                **({"quality": 95} if image_format == "jpg" else {}),
+            )
             os.replace(tmp, target)
         count += 1
     return count

@@ -49,13 +49,17 @@ def load_hf_dataset(source: str | os.PathLike, split: str = "train"):
             return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
         return datasets.load_dataset(str(source), split=split)
     except (FileNotFoundError, ValueError, ConnectionError, KeyError) as err:
-        hint = " (HF_HUB_OFFLINE is set: only datasets already in the local cache can be used)" if os.environ.get(
-            "HF_HUB_OFFLINE", ""
-        ).lower() in ("1", "true", "yes") else ""
+        hint = (
+            " (HF_HUB_OFFLINE is set: only datasets already in the local cache can be used)"
+            if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            else ""
+        )
         raise DataSourceError(f"could not load dataset {str(source)!r} split {split!r}{hint}: {err}") from None
 
 
 def require_columns(dataset, columns: tuple[str, ...], source: str | os.PathLike) -> None:
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
-        raise DataSourceError(f"dataset {str(source)!r} has no column(s) {missing}; its columns: {dataset.column_names}")
+        raise DataSourceError(
+            f"dataset {str(source)!r} has no column(s) {missing}; its columns: {dataset.column_names}"
+        )

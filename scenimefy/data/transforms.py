@@ -63,7 +63,9 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
-def crop_image(image: Image.Image, load_size: int, crop_size: int, random: bool = True, flip: bool = True) -> torch.Tensor:
+def crop_image(
+    image: Image.Image, load_size: int, crop_size: int, random: bool = True, flip: bool = True
+) -> torch.Tensor:
     """Resize, crop (random or centred), maybe flip -> (3, crop, crop) tensor in [-1, 1]."""
     image = resize_shorter_side(image.convert("RGB"), load_size)
     params = draw_crop(image.size, crop_size, random, flip)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .contrastive import patch_nce_loss
+from scenimefy.losses.contrastive import patch_nce_loss
 
 # CLIP's preprocessing constants (open_clip OPENAI_DATASET_MEAN / _STD), used when a model has none.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -48,7 +48,7 @@ class CLIPImageEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "CLIPImageEncoder":
+    def train(self, mode: bool = True) -> CLIPImageEncoder:
         return super().train(False)  # frozen prior: dropout and friends stay off
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,6 @@ the same image, never patches of other images in the batch.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 # The reference fills the self-similarity diagonal with this value instead of -inf. For the
 # contrastive losses it is negligible (exp(-10/0.07)), but the SRC relation weights softmax it at

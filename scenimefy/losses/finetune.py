@@ -18,8 +18,14 @@ import warnings
 import torch
 from torch import nn
 
-from .clip import CLIPImageEncoder, PriorWeightsError, clip_cosine_distance, clip_patch_nce, random_patch_boxes
-from .stylegan2 import generator_nonsaturating_loss
+from scenimefy.losses.clip import (
+    CLIPImageEncoder,
+    PriorWeightsError,
+    clip_cosine_distance,
+    clip_patch_nce,
+    random_patch_boxes,
+)
+from scenimefy.losses.stylegan2 import generator_nonsaturating_loss
 
 
 def load_lpips(net: str = "vgg", pretrained: bool = True) -> nn.Module:

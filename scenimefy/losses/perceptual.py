@@ -118,7 +118,7 @@ class VGGPerceptualLoss(nn.Module):
         if weights is not None:
             # a full torchvision VGG state dict ("features.0.weight", ...) or a features-only one
             if any(k.startswith("features.") for k in state):
-                state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+                state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
             features.load_state_dict(state)
         names = _layer_names(features)
         if layer not in names:
@@ -127,7 +127,7 @@ class VGGPerceptualLoss(nn.Module):
         self.features.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGGPerceptualLoss":
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
         return super().train(False)  # a frozen feature extractor: never in training mode
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

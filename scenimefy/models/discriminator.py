@@ -18,7 +18,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-from .translator import BlurDownsample, instance_norm
+from scenimefy.models.translator import BlurDownsample, instance_norm
 
 
 class DiscriminatorBlock(nn.Module):
@@ -57,7 +57,9 @@ class PatchDiscriminator(ModelMixin, ConfigMixin):
         blocks = [DiscriminatorBlock(in_channels, widths[0], norm=False, downsample=True, antialias=antialias)]
         for i in range(1, n_layers):
             blocks.append(DiscriminatorBlock(widths[i - 1], widths[i], norm=True, downsample=True, antialias=antialias))
-        blocks.append(DiscriminatorBlock(widths[n_layers - 1], widths[n_layers], norm=True, downsample=False, antialias=antialias))
+        blocks.append(
+            DiscriminatorBlock(widths[n_layers - 1], widths[n_layers], norm=True, downsample=False, antialias=antialias)
+        )
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(widths[n_layers], 1, 4, padding=1)
 

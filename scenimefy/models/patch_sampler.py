@@ -12,7 +12,8 @@ not at the first batch as in the reference's ``data_dependent_initialize``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-from .translator import NCE_LAYERS, ScenimefyTranslator
+from scenimefy.models.translator import NCE_LAYERS, ScenimefyTranslator
 
 
 def encoder_tap_channels(translator_config: Mapping[str, Any], layers: Sequence[int] = NCE_LAYERS) -> list[int]:
@@ -67,7 +68,9 @@ class PatchSampler(ModelMixin, ConfigMixin):
     def forward(self, feats: Sequence[torch.Tensor], patch_ids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Feature maps (B, C_l, H_l, W_l) + positions (P_l,) -> embeddings (B, P_l, embed_dim), unit norm."""
         if len(feats) != len(self.mlps) or len(patch_ids) != len(self.mlps):
-            raise ValueError(f"expected {len(self.mlps)} feature maps and patch id sets, got {len(feats)} and {len(patch_ids)}")
+            raise ValueError(
+                f"expected {len(self.mlps)} feature maps and patch id sets, got {len(feats)} and {len(patch_ids)}"
+            )
         out = []
         for feat, ids, mlp in zip(feats, patch_ids, self.mlps):
             patches = feat.flatten(2).transpose(1, 2)[:, ids]  # (B, P, C)

@@ -21,7 +21,7 @@ Latents: ``mapping(z)`` gives w (B, style_dim); the synthesis network reads one 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-from .ops import Blur, FusedLeakyReLU, Upsample, fused_leaky_relu
+from scenimefy.models.ops import Blur, FusedLeakyReLU, Upsample, fused_leaky_relu
 
 NOISE_MODES = ("const", "random", "none")
 

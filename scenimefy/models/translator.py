@@ -10,7 +10,7 @@ Images are (B, 3, H, W) in [-1, 1]; H and W must be multiples of 4.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -2,12 +2,10 @@
 
 import json
 import time
-from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-from PIL import Image
 
 from scenimefy.cli import main
 from scenimefy.data.anime import AnimeDatasetError, build_anime_dataset, match_films, read_frame_list, read_frames
@@ -109,7 +107,9 @@ def test_dataset_has_the_listed_frames_cropped_and_loads_with_datasets(films, tm
 
     ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-datasets"))
     assert len(ds) == 33
-    assert {"image", "film", "frame", "crop", "crop_index", "x", "source_width", "source_height"} <= set(ds.column_names)
+    assert {"image", "film", "frame", "crop", "crop_index", "x", "source_width", "source_height"} <= set(
+        ds.column_names
+    )
     seen = {}
     for row in ds:
         title = "Your Name" if row["film"] == "Your Name" else "Someone's Gaze"
@@ -169,10 +169,34 @@ def test_frame_list_validation(tmp_path):
 def test_cli_dataset_anime(films, tmp_path, capsys):
     root, frame_list = films
     start = time.monotonic()
-    rc = main(["dataset", "anime", "--frame-list", str(frame_list), "--films", str(root), "-o", str(tmp_path / "a"), "--size", "108"])
+    rc = main(
+        [
+            "dataset",
+            "anime",
+            "--frame-list",
+            str(frame_list),
+            "--films",
+            str(root),
+            "-o",
+            str(tmp_path / "a"),
+            "--size",
+            "108",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1, captured.err  # one listed frame is past the end of its film
     assert "33 images" in captured.out and "Your Name: 1 frame(s) past the end" in captured.err
-    rc = main(["dataset", "anime", "--frame-list", str(frame_list), "--films", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b")])
+    rc = main(
+        [
+            "dataset",
+            "anime",
+            "--frame-list",
+            str(frame_list),
+            "--films",
+            str(tmp_path / "nowhere"),
+            "-o",
+            str(tmp_path / "b"),
+        ]
+    )
     assert rc == 2 and "no such folder" in capsys.readouterr().err
     assert time.monotonic() - start < 30

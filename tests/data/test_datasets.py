@@ -61,7 +61,9 @@ def test_tensor_pil_round_trip():
 def test_datasets_source_with_configurable_column(tmp_path):
     import datasets
 
-    table = datasets.Dataset.from_dict({"picture": [_image(32, 32, i) for i in range(3)]}).cast_column("picture", datasets.Image())
+    table = datasets.Dataset.from_dict({"picture": [_image(32, 32, i) for i in range(3)]}).cast_column(
+        "picture", datasets.Image()
+    )
     table.to_parquet(str(tmp_path / "hf" / "train.parquet"))
     ds = ImageDataset(tmp_path / "hf", 32, 32, image_column="picture")
     assert len(ds) == 3 and ds[2].shape == (3, 32, 32)

@@ -15,7 +15,7 @@ from scenimefy.losses.contrastive import (
     semantic_relation_consistency,
     style_patch_nce_loss,
 )
-from tests.paths import PARITY
+from tests.support.paths import PARITY
 
 RTOL = 1e-5
 
@@ -32,7 +32,10 @@ def _qk(vectors):
 
 def _gamma(vectors):
     return hdce_gamma(
-        int(vectors["epoch"]), int(vectors["total_epochs"]), float(vectors["hdce_gamma"]), float(vectors["hdce_gamma_min"])
+        int(vectors["epoch"]),
+        int(vectors["total_epochs"]),
+        float(vectors["hdce_gamma"]),
+        float(vectors["hdce_gamma_min"]),
     )
 
 

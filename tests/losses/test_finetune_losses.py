@@ -119,8 +119,17 @@ def test_finetune_loss_composes_eq3_and_reaches_the_target_only(clip_encoder, lp
     target = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
     logits = torch.zeros(2, 1)
     terms = finetune_generator_loss(
-        logits, source, target, clip_encoder, lpips_model, lambda_global=1.0, lambda_lpips=0.01, lambda_patch=0.05,
-        num_patches=4, patch_size=8, generator=torch.Generator().manual_seed(0),
+        logits,
+        source,
+        target,
+        clip_encoder,
+        lpips_model,
+        lambda_global=1.0,
+        lambda_lpips=0.01,
+        lambda_patch=0.05,
+        num_patches=4,
+        patch_size=8,
+        generator=torch.Generator().manual_seed(0),
     )
     assert terms["gan"].item() == pytest.approx(math.log(2))  # softplus(0)
     torch.testing.assert_close(terms["loss"], terms["gan"] + terms["global"] + 0.05 * terms["patch"])
@@ -137,7 +146,9 @@ def test_stylegan_objective_closed_forms():
     # D(x) = <a, x>: the gradient is a for every sample, so R1 = ||a||^2.
     a = torch.randn(3, 4, 4)
     real = torch.randn(2, 3, 4, 4, requires_grad=True)
-    assert r1_penalty((real * a).flatten(1).sum(1, keepdim=True), real).item() == pytest.approx(a.square().sum().item(), rel=1e-5)
+    assert r1_penalty((real * a).flatten(1).sum(1, keepdim=True), real).item() == pytest.approx(
+        a.square().sum().item(), rel=1e-5
+    )
     # Images linear in the latents: J^T y = (sum of the noise y of sample b) in every entry, so the
     # path length of sample b is sqrt(D) * |sum y_b| (D = 5 latent dims, averaged over 3 layers).
     latents = torch.randn(2, 3, 5, requires_grad=True)

@@ -39,14 +39,17 @@ def test_discriminator_save_load_round_trip(tmp_path):
 
 
 def test_tap_channels_match_the_translator():
-    for config, layers in [(dict(ngf=8, n_blocks=2), (0, 4, 8, 12, 13)), (dict(ngf=64, n_blocks=9), (0, 4, 8, 12, 16)),
-                           (dict(ngf=8, n_blocks=6, antialias=False), (0, 4, 7, 10))]:
+    for config, layers in [
+        ({"ngf": 8, "n_blocks": 2}, (0, 4, 8, 12, 13)),
+        ({"ngf": 64, "n_blocks": 9}, (0, 4, 8, 12, 16)),
+        ({"ngf": 8, "n_blocks": 6, "antialias": False}, (0, 4, 7, 10)),
+    ]:
         channels = encoder_tap_channels(config, layers)
         feats = ScenimefyTranslator(**config).encode(torch.zeros(1, 3, 32, 32), layers)
         assert channels == [f.shape[1] for f in feats]
-    assert encoder_tap_channels(dict(ngf=64, n_blocks=9)) == [3, 128, 256, 256, 256]
+    assert encoder_tap_channels({"ngf": 64, "n_blocks": 9}) == [3, 128, 256, 256, 256]
     with pytest.raises(ValueError, match="encoder layers"):
-        encoder_tap_channels(dict(ngf=8, n_blocks=2), (0, 16))
+        encoder_tap_channels({"ngf": 8, "n_blocks": 2}, (0, 16))
 
 
 def test_patch_sampler_reuses_ids_and_embeds_unit_vectors():
@@ -67,7 +70,7 @@ def test_patch_sampler_reuses_ids_and_embeds_unit_vectors():
 
 
 def test_patch_sampler_is_built_eagerly_and_round_trips(tmp_path):
-    channels = encoder_tap_channels(dict(ngf=8, n_blocks=2), (0, 4, 8, 12, 13))
+    channels = encoder_tap_channels({"ngf": 8, "n_blocks": 2}, (0, 4, 8, 12, 13))
     sampler = PatchSampler(in_channels=channels, embed_dim=16)
     assert len(list(sampler.parameters())) == 4 * len(channels)  # every head exists before any batch
     sampler.save_pretrained(tmp_path / "f")

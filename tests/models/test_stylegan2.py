@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from scenimefy.convert import (
-    CheckpointError,
+from scenimefy.hub.convert import CheckpointError
+from scenimefy.hub.convert_stylegan2 import (
     convert_stylegan2_checkpoint,
     discriminator_from_rosinality,
     generator_from_rosinality,
@@ -17,9 +17,9 @@ from scenimefy.convert import (
 from scenimefy.models import StyleGAN2Discriminator, StyleGAN2Generator
 from scenimefy.models.ops import make_kernel, upfirdn2d, upfirdn2d_reference, use_reference_upfirdn2d
 from scenimefy.models.stylegan2 import channel_table
-from tests.paths import PARITY
+from tests.support.paths import PARITY
 
-TINY = dict(size=16, style_dim=8, n_mlp=2, channel_max=8)
+TINY = {"size": 16, "style_dim": 8, "n_mlp": 2, "channel_max": 8}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,9 @@ def test_reference_ops_give_the_same_network_output(parity):
         torch.testing.assert_close(discriminator(ref["image"]), ref["d_logits"], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 1)), (1, 2, (2, 2)), (2, 1, (2, 1)), (2, 2, (0, 3)), (3, 1, (-1, 2, 1, 0))])
+@pytest.mark.parametrize(
+    "up,down,pad", [(1, 1, (1, 1)), (1, 2, (2, 2)), (2, 1, (2, 1)), (2, 2, (0, 3)), (3, 1, (-1, 2, 1, 0))]
+)
 def test_upfirdn2d_matches_its_definition_with_gradients(up, down, pad):
     torch.manual_seed(0)
     kernel = torch.randn(4, 3)  # asymmetric and non-square: catches a missing flip or swapped axes
@@ -72,14 +74,27 @@ def test_upfirdn2d_matches_its_definition_with_gradients(up, down, pad):
 
 def test_channel_table_is_the_reference_table():
     assert list(channel_table(256, 2).values()) == [512, 512, 512, 512, 512, 256, 128]
-    assert channel_table(1024, 1)[1024] == 16 and channel_table(64, 2, channel_max=64) == dict.fromkeys((4, 8, 16, 32, 64), 64)
+    assert channel_table(1024, 1)[1024] == 16 and channel_table(64, 2, channel_max=64) == dict.fromkeys(
+        (4, 8, 16, 32, 64), 64
+    )
     with pytest.raises(ValueError, match="power of two"):
         channel_table(48)
 
 
 @pytest.mark.parametrize(
     "config",
-    [TINY, dict(size=8, style_dim=4, n_mlp=1, channel_multiplier=1, channel_max=4, lr_mlp=0.1, blur_kernel=[1, 2, 1])],
+    [
+        TINY,
+        {
+            "size": 8,
+            "style_dim": 4,
+            "n_mlp": 1,
+            "channel_multiplier": 1,
+            "channel_max": 4,
+            "lr_mlp": 0.1,
+            "blur_kernel": [1, 2, 1],
+        },
+    ],
 )
 def test_save_pretrained_round_trip(tmp_path, config):
     torch.manual_seed(0)
@@ -102,7 +117,7 @@ def test_save_pretrained_round_trip(tmp_path, config):
 def test_rosinality_state_dict_config_inference_round_trips():
     torch.manual_seed(0)
     # The second config's multiplier shows only above the cap: 128 px has 128 channels at cm 1, 256 at cm 2.
-    for config in (TINY, dict(size=128, style_dim=8, n_mlp=3, channel_multiplier=1, channel_max=256)):
+    for config in (TINY, {"size": 128, "style_dim": 8, "n_mlp": 3, "channel_multiplier": 1, "channel_max": 256}):
         generator = StyleGAN2Generator(**config)
         rebuilt = generator_from_rosinality({f"module.{k}": v for k, v in generator.state_dict().items()})
         assert {k: rebuilt.config[k] for k in config} == config
@@ -110,7 +125,10 @@ def test_rosinality_state_dict_config_inference_round_trips():
             size=config["size"], channel_multiplier=rebuilt.config.channel_multiplier, channel_max=config["channel_max"]
         )
         rebuilt_d = discriminator_from_rosinality(discriminator.state_dict())
-        assert (rebuilt_d.config.size, rebuilt_d.config.channel_multiplier) == (config["size"], rebuilt.config.channel_multiplier)
+        assert (rebuilt_d.config.size, rebuilt_d.config.channel_multiplier) == (
+            config["size"],
+            rebuilt.config.channel_multiplier,
+        )
     with pytest.raises(CheckpointError, match="not a StyleGAN2 generator"):
         generator_from_rosinality({"foo": torch.zeros(1)})
 

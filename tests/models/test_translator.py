@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from scenimefy.convert import CheckpointError, load_reference_translator, safe_torch_load, translator_from_reference
+from scenimefy.hub.convert import CheckpointError, load_reference_translator, safe_torch_load, translator_from_reference
 from scenimefy.models.translator import NCE_LAYERS, ScenimefyTranslator
-from tests.paths import PARITY
-from tests.reference_nets import RefResnetGenerator
+from tests.support.paths import PARITY
+from tests.support.reference_nets import RefResnetGenerator
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,12 @@ def test_parity_encoder_taps(reference_translator, vectors):
 
 @pytest.mark.parametrize(
     "ngf,n_blocks,antialias,antialias_up,size",
-    [(8, 2, True, True, (32, 48)), (16, 5, True, False, (36, 28)), (8, 3, False, True, (40, 40)), (4, 1, False, False, (24, 32))],
+    [
+        (8, 2, True, True, (32, 48)),
+        (16, 5, True, False, (36, 28)),
+        (8, 3, False, True, (40, 40)),
+        (4, 1, False, False, (24, 32)),
+    ],
 )
 def test_converter_matches_reference_on_other_configs(ngf, n_blocks, antialias, antialias_up, size):
     torch.manual_seed(ngf + n_blocks)
@@ -62,7 +67,7 @@ def test_encode_layers_and_errors():
     model = ScenimefyTranslator(ngf=4, n_blocks=2).eval()
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     with torch.no_grad():
-        padded, = model.encode(x, [0])
+        (padded,) = model.encode(x, [0])
         assert padded.shape == (1, 3, 22, 22)
         deep, shallow = model.encode(x, [13, 4])  # returned in the order asked
         assert deep.shape == (1, 16, 4, 4) and shallow.shape == (1, 8, 16, 16)

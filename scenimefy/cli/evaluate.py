@@ -1,0 +1,152 @@
+"""``scenimefy evaluate``: FID/KID tables (the paper's Table 1) and L_BCE."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scenimefy.cli.common import CommandError
+
+
+def _segmenter(args: argparse.Namespace):
+    """The Mask2Former of ``--segmenter`` (a folder or Hub id) on ``--device`` in ``--dtype`` (auto: fp32)."""
+    import torch
+
+    from scenimefy.hub.download import DEFAULT_SEGMENTER, load_segmenter
+
+    dtype = torch.float32 if args.dtype == "auto" else getattr(torch, args.dtype)
+    return load_segmenter(args.segmenter or DEFAULT_SEGMENTER, shortest_edge=args.seg_size).to(args.device, dtype)
+
+
+def _evaluate_lbce(args: argparse.Namespace) -> int:
+    import json
+
+    from scenimefy.evaluation.lbce import evaluate_lbce
+
+    result = evaluate_lbce(args.reference, args.translated, _segmenter(args), batch_size=args.batch_size)
+    for label, names in (
+        ("photos without a translation", result.unmatched_reference),
+        ("translations without a photo", result.unmatched_translated),
+    ):
+        if names:
+            print(f"warning: {len(names)} {label} (skipped), e.g. {names[0]}", file=sys.stderr)
+    print(f"L_BCE (semantic consistency, lower is better): {result.mean:.4f} over {len(result.per_image)} pairs")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"metric": "lbce", "mean": result.mean, "per_image": result.per_image}, indent=1)
+        )
+    return 0
+
+
+def _evaluate_table(args: argparse.Namespace) -> int:
+    """FID / KID (and L_BCE) of one or more translated folders: the paper's Table 1 as markdown."""
+    from scenimefy.evaluation.fid import InceptionFeatures, evaluate_methods, markdown_table, rows_to_json
+
+    methods: dict[str, str] = {}
+    for item in args.translated:
+        name, sep, folder = item.partition("=")
+        name, folder = (name, folder) if sep and not Path(item).exists() else (Path(item).name, item)
+        if name in methods:
+            raise CommandError(f"two translated sets are called {name!r}: label them NAME=DIR")
+        methods[name] = folder
+    segmenter = None
+    if "lbce" in args.metrics:
+        if not args.photos:
+            raise CommandError("--metric lbce next to fid/kid needs the source photos: --photos DIR")
+        segmenter = _segmenter(args)
+    extractor = None
+    if {"fid", "kid"} & set(args.metrics):
+        extractor = InceptionFeatures(args.preprocess, device=args.device, batch_size=args.batch_size)
+    rows = evaluate_methods(
+        methods,
+        args.reference,
+        metrics=args.metrics,
+        photos=args.photos,
+        segmenter=segmenter,
+        extractor=extractor,
+        max_images=args.max_images,
+        cache_dir=args.cache_dir,
+        kid_subsets_n=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size,
+    )
+    table = markdown_table(rows)
+    ref_n = rows[0].extra.get("reference_images")
+    print(
+        table
+        + (f"\nReference: {args.reference} ({ref_n} images); Inception features: {args.preprocess}." if ref_n else "")
+    )
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).write_text(rows_to_json(rows))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.metrics == ["lbce"] and len(args.translated) == 1 and not args.photos:
+        args.translated = args.translated[0]  # the pairwise report of evaluate_lbce
+        return _evaluate_lbce(args)
+    return _evaluate_table(args)
+
+
+#: What ``scenimefy evaluate --metric NAME[,NAME]`` computes.
+METRICS = ("fid", "kid", "lbce")
+
+
+def _metric_list(text: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(sorted(METRICS))} (comma-separated), got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score translations: fid, kid (against an anime set), lbce (semantic consistency with the photos)",
+        description="Evaluate translated images. fid/kid: REFERENCE is the anime set; several TRANSLATED folders "
+        "(NAME=DIR) give one table row each (the paper's Table 1). lbce alone: REFERENCE is the source photos "
+        "(pairs matched by file name); lbce next to fid/kid takes the photos from --photos.",
+    )
+    p.add_argument(
+        "--metric",
+        dest="metrics",
+        required=True,
+        type=_metric_list,
+        metavar="fid,kid,lbce",
+        help="metrics to compute, comma-separated",
+    )
+    p.add_argument(
+        "reference", help="fid/kid: the anime reference folder (or a .npz of features); lbce alone: the source photos"
+    )
+    p.add_argument("translated", nargs="+", help="folder(s) of translated images, optionally labelled NAME=DIR")
+    p.add_argument("--photos", default=None, help="source photos for lbce in a fid/kid table")
+    p.add_argument(
+        "--preprocess",
+        default="pytorch-fid",
+        choices=["pytorch-fid", "tf"],
+        help="fid/kid Inception preprocessing (docs/evaluation.md)",
+    )
+    p.add_argument("--max-images", type=int, default=None, help="fid/kid: use the first N images of each folder")
+    p.add_argument("--cache-dir", default=None, help="fid/kid: cache Inception features of folders here")
+    p.add_argument("--kid-subsets", type=int, default=100, help="kid: number of random subsets")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="kid: images per subset (capped by the set sizes)")
+    p.add_argument("--markdown", default=None, help="also write the table to this file")
+    p.add_argument(
+        "--segmenter",
+        default=None,
+        help="lbce: Mask2Former Hub id or local folder (default: facebook/mask2former-swin-base-IN21k-ade-semantic)",
+    )
+    p.add_argument("--seg-size", type=int, default=None, help="lbce: resize the shorter side to this for segmentation")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda (default: cpu)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="model dtype (auto: float32)",
+    )
+    p.add_argument("--json", default=None, help="also write the results (lbce alone: per image) to this JSON file")
+    p.set_defaults(handler=_evaluate)

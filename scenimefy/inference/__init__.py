@@ -1,0 +1,23 @@
+"""Stylizing images and videos with a trained translator.
+
+- ``pipeline``: :class:`ScenimefyPipeline` (load, preprocess, run, postprocess); the frame API
+- ``engine``: the fast path every stylization goes through, ``translate(model, x)``
+- ``runtime``: device capabilities, dtype/layout choice, process-wide state scoped to a call
+- ``graph``: the translator compiled into an op list; ``tiling``: memory model and tiled runs
+- ``video``: stylize a clip (PyAV decode -> frames -> H.264); ``video_io``: probing, audio, ranges
+- ``stabilize``: temporal stabilisation and the flicker index
+- ``adjust``: post-stylization image adjustments (strength, keep the photo's colours)
+"""
+
+from scenimefy.inference.engine import translate
+from scenimefy.inference.pipeline import ScenimefyPipeline, load_translator
+from scenimefy.inference.runtime import ExecutionSettings, choose_settings, cpu_has_fast_bf16
+
+__all__ = [
+    "ExecutionSettings",
+    "ScenimefyPipeline",
+    "choose_settings",
+    "cpu_has_fast_bf16",
+    "load_translator",
+    "translate",
+]

@@ -1,0 +1,167 @@
+"""Where and how inference runs: compute dtype and layout per device, and the process-wide
+state ``translate`` changes while it runs (scoped here, restored afterwards).
+
+``SCENIMEFY_CPU_BF16=0|1`` forces the CPU capability probe (tests run both paths anywhere).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+#: Forces the CPU capability probe: "1" runs the bf16 path (emulated, slowly, where the CPU lacks
+#: bf16), "0" the fp32 path; unset or anything else probes the CPU.
+FORCE_BF16_ENV = "SCENIMEFY_CPU_BF16"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX) and oneDNN can use it.
+
+    Without it bf16 convs are emulated and slower than fp32, so the fast path stays in fp32.
+    ``SCENIMEFY_CPU_BF16=0|1`` overrides the answer.
+    """
+    forced = os.environ.get(FORCE_BF16_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    return cpu_probe_bf16()
+
+
+def cpu_probe_bf16() -> bool:
+    """The hardware answer of :func:`cpu_has_fast_bf16`, ignoring the environment."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch >= 2.1
+    for name in probes:
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except RuntimeError:
+            pass
+    return False
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How ``translate`` runs on one device: compute dtype and memory layout, and why."""
+
+    dtype: torch.dtype
+    channels_last: bool
+    reason: str = field(default="", compare=False)
+
+
+def choose_settings(
+    device: torch.device, *, exact: bool = False, dtype: torch.dtype | None = None
+) -> ExecutionSettings:
+    """The fastest settings for ``device`` (``exact``: fp32; ``dtype`` overrides the choice).
+
+    ``reason`` says in words what runs and why, e.g. for logs and benchmarks.
+    """
+    if exact:
+        dtype, why = torch.float32, "exact mode: fp32"
+    elif dtype is not None:
+        why = f"{str(dtype).replace('torch.', '')} as requested"
+    elif device.type == "cuda":
+        dtype, why = torch.float16, "CUDA: fp16"
+    elif device.type == "cpu":
+        forced = os.environ.get(FORCE_BF16_ENV) in ("0", "1")
+        if cpu_has_fast_bf16():
+            dtype = torch.bfloat16
+            why = f"bf16 ({FORCE_BF16_ENV}=1)" if forced else "bf16: the CPU has native bf16 (AVX512-BF16 or AMX)"
+        else:
+            dtype = torch.float32
+            why = f"fp32 ({FORCE_BF16_ENV}=0)" if forced else "fp32: the CPU has no native bf16"
+    else:
+        dtype, why = torch.float32, f"{device.type}: fp32"
+    if device.type == "cpu":
+        # oneDNN's channels_last kernels are the fast ones for both fp32 and bf16 here.
+        channels_last = torch.backends.mkldnn.is_available()
+    else:
+        channels_last = device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+    layout = "channels_last" if channels_last else "contiguous"
+    return ExecutionSettings(dtype, channels_last, reason=f"{why}, {layout}")
+
+
+@contextmanager
+def inference_state(device: torch.device, *, exact: bool) -> Iterator[None]:
+    """Every process-wide setting ``translate`` changes, for the duration of one call.
+
+    Both are restored on exit, also when the call raises: cuDNN's TF32 flag (off in exact mode)
+    and glibc's allocator tuning (freed large blocks reused on CPU, see below).
+    """
+    with _no_tf32(device, exact), _reuse_freed_memory(device):
+        yield
+
+
+@contextmanager
+def _no_tf32(device: torch.device, exact: bool) -> Iterator[None]:
+    """Exact mode on CUDA: cuDNN would otherwise run fp32 convs in TF32 (10-bit mantissa)."""
+    if not (exact and device.type == "cuda"):
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+# glibc hands every block above 32 MB to the OS on free() and maps fresh pages for the next one;
+# faulting them in costs ~0.7 ms per MB on this machine, more than an elementwise op's own work
+# (F.batch_norm on a 64 MB map: 43 ms with fresh pages, 10 ms with reused ones; a conv output
+# pays the same). During ``translate`` large blocks therefore come from the heap, where freed
+# ones are reused, and afterwards the defaults are restored and the free memory is returned.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+_GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _glibc():
+    if not sys.platform.startswith("linux") or os.environ.get("SCENIMEFY_MALLOC_TUNING", "1") == "0":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        knobs = ("gnu_get_libc_version", "mallopt", "malloc_trim")  # only glibc has these
+        return libc if all(hasattr(libc, name) for name in knobs) else None
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc()
+
+
+def release_free_memory(device: torch.device) -> None:
+    """Return the heap's free blocks to the OS (between tiling segments, whose blocks differ in size)."""
+    if _LIBC is not None and device.type == "cpu":
+        _LIBC.malloc_trim(0)
+
+
+@contextmanager
+def _reuse_freed_memory(device: torch.device) -> Iterator[None]:
+    global _heap_users
+    if _LIBC is None or device.type != "cpu":
+        yield
+        return
+    with _heap_lock:
+        _heap_users += 1
+        if _heap_users == 1:
+            _LIBC.mallopt(_M_MMAP_MAX, 0)
+            _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                for param, value in _GLIBC_DEFAULTS.items():
+                    _LIBC.mallopt(param, value)
+                _LIBC.malloc_trim(0)

@@ -1,0 +1,205 @@
+"""Memory model and tiled execution of the op list (``graph``) for images above the budget."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from scenimefy.inference.graph import (
+    AddSaved,
+    Context,
+    Conv,
+    Moments,
+    Norm,
+    NormStatsHook,
+    Op,
+    Save,
+    Span,
+    crop,
+    run_ops,
+)
+from scenimefy.inference.runtime import release_free_memory
+
+#: Default activation budget per image on CPU; CUDA uses half of the free device memory.
+DEFAULT_MEMORY_BUDGET = 3 * 1024**3
+#: Tiles larger than this gain nothing measurable (halos are a few percent at 1k-pixel tiles).
+MAX_TILE_WORKSPACE = 512 * 1024**2
+
+# --------------------------------------------------------------------------- memory model
+
+
+def default_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    return int(os.environ.get("SCENIMEFY_MEMORY_BUDGET", DEFAULT_MEMORY_BUDGET))
+
+
+def untiled_bytes(ops: list[Op], h: int, w: int, in_channels: int, itemsize: int) -> int:
+    """Peak activation bytes of the untiled run: the largest pair of consecutive maps, x1.5."""
+    return int(1.5 * peak_values(ops, in_channels) * h * w * itemsize)
+
+
+def peak_values(ops: list[Op], in_channels: int, scale: float = 1.0) -> float:
+    """Largest (input + output) values of one op, per pixel at the resolution ``ops`` start at."""
+    channels, peak = in_channels, 0.0
+    for op in ops:
+        before = channels * scale * scale
+        channels = getattr(op, "out_channels", channels)
+        scale *= op.factor
+        peak = max(peak, before + channels * scale * scale)
+    return peak
+
+
+# --------------------------------------------------------------------------- tiled execution
+# Memory is dominated by the full-resolution maps (ngf and 2*ngf channels). The network is cut
+# into segments at maps that are cheap to store whole (at most ngf/2 values per input pixel:
+# the 2*ngf map at half size, the bottleneck at quarter size); each segment runs tile by tile
+# with a halo, from a stored map to a stored map. InstanceNorm needs whole-image statistics:
+# * a norm right after a cut gets them for free: the segment that stores its input accumulates
+#   per-channel moments of every tile core it writes, and the next segment normalises on load;
+# * a norm inside a segment (the full-size ones) gets a statistics pass: every tile runs the
+#   segment up to that norm and contributes the moments of its core; the tiles are then rerun
+#   to the end. This recomputes the stem and the full-size convs once or twice (~25% extra
+#   work), which is what keeping ngf-channel full-size maps out of memory costs.
+# Tile cores partition the image at every resolution, so the merged moments are exactly the
+# whole-image ones, and each op pads only on real image borders, so every output pixel sees
+# the same inputs as in the untiled run.
+
+
+def cuts(ops: list[Op], in_channels: int) -> list[int]:
+    """Indices i where the net is cut before ops[i] (see the comment above)."""
+    ngf = next(op.out_channels for op in ops if isinstance(op, Conv))
+    limit = ngf / 2  # stored values per input pixel
+    channels, scale, cuts = in_channels, 1.0, []
+    for i, op in enumerate(ops[:-1]):
+        channels = getattr(op, "out_channels", channels)
+        scale *= op.factor
+        cheap = channels * scale * scale <= limit
+        nxt = ops[i + 1]
+        # A residual block's input must be a stored map: its tiles read it again at the add.
+        if op.factor < 1 or isinstance(nxt, Save) or (cheap and (isinstance(nxt, Norm) or isinstance(op, AddSaved))):
+            cuts.append(i + 1)
+    return cuts
+
+
+def grid(n: int, step: int) -> list[tuple[int, int]]:
+    """[start, stop) cores of about ``step`` covering range(n), boundaries multiples of 4."""
+    k = max(1, -(-n // step))
+    bounds = [round(i * n / k / 4) * 4 for i in range(k)] + [n]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def run_tiled(
+    ops: list[Op], x: torch.Tensor, budget: int, tile: int | None, norm_stats: NormStatsHook | None = None
+) -> torch.Tensor:
+    """Run ``ops`` on one sample segment by segment, each segment tile by tile."""
+    ctx = Context(keep_saved=True, norm_stats=norm_stats)
+    bounds = [0, *cuts(ops, x.shape[1]), len(ops)]
+    src, scale = x, 1.0  # scale: resolution of src relative to the input
+    for a, b in zip(bounds, bounds[1:]):
+        collect = ops[b] if b < len(ops) and isinstance(ops[b], Norm) else None
+        src = run_segment(ops[a:b], src, scale, ctx, collect, budget, tile)
+        release_free_memory(x.device)  # the next segment's blocks have other sizes: drop the free ones
+        for op in ops[a:b]:
+            if isinstance(op, AddSaved):
+                del ctx.saved[op.slot]
+        for op in ops[a:b]:
+            scale *= op.factor
+    return src
+
+
+def run_segment(
+    ops: list[Op],
+    src: torch.Tensor,
+    scale: float,
+    ctx: Context,
+    collect: Norm | None,
+    budget: int,
+    tile: int | None,
+) -> torch.Tensor:
+    """Run ``ops`` over the stored map ``src`` (at ``scale`` of the input) tile by tile.
+
+    Norms inside the segment get statistics passes first; ``collect``, the norm right after the
+    segment, gets the moments of what the segment writes.
+    """
+    h, w = src.shape[-2:]
+    full_rows, full_cols = Span(0, h, h), Span(0, w, w)
+    if isinstance(ops[0], Save):  # the residual input is this stored map itself
+        ctx.saved[ops[0].slot] = (src, full_rows, full_cols)
+        ops = ops[1:]
+    factor = 1.0
+    for op in ops:
+        factor *= op.factor
+    ho, wo = int(h * factor), int(w * factor)
+    halo = 0
+    for op in reversed(ops):
+        halo = op.halo(halo)
+    if tile is None:
+        # The stored maps live through the segment; tiles get the rest of the budget, at most
+        # MAX_TILE_WORKSPACE or half of it, at least an eighth.
+        out_channels = next((op.out_channels for op in reversed(ops) if hasattr(op, "out_channels")), src.shape[1])
+        stored = src.numel() + ho * wo * out_channels + sum(t.numel() for t, _, _ in ctx.saved.values() if t is not src)
+        work = max(budget // 8, min(budget // 2, MAX_TILE_WORKSPACE, budget - stored * src.element_size()))
+        per_pixel = peak_values(ops, src.shape[1]) * 1.5 * src.element_size()
+        side = int((work / per_pixel) ** 0.5) - 2 * halo  # in src pixels
+        step = max(16, int(side * factor) // 4 * 4)
+    else:
+        step = max(4, int(tile * scale * factor) // 4 * 4)
+
+    def window(core, n_src):
+        lo, hi = int(core[0] / factor), int(core[1] / factor)
+        return max(0, lo - halo), min(n_src, hi + halo)
+
+    def area(core_r, core_c):
+        (r0, r1), (c0, c1) = window(core_r, h), window(core_c, w)
+        return (r1 - r0) * (c1 - c0)
+
+    # Largest windows (inner tiles, with a halo on every side) first: the heap blocks one tile
+    # frees then fit every later tile's, so the heap does not grow tile after tile.
+    cores = sorted(((r, c) for r in grid(ho, step) for c in grid(wo, step)), key=lambda rc: -area(*rc))
+
+    def run_tile(core_r, core_c, upto):
+        r0, r1 = window(core_r, h)
+        c0, c1 = window(core_c, w)
+        rows, cols = Span(r0, r1, h), Span(c0, c1, w)
+        y, rows, cols = run_ops(upto, src[:, :, r0:r1, c0:c1], rows, cols, ctx)
+        f = 1.0
+        for op in upto:
+            f *= op.factor
+        want_r = Span(int(core_r[0] / factor * f), int(core_r[1] / factor * f), int(h * f))
+        want_c = Span(int(core_c[0] / factor * f), int(core_c[1] / factor * f), int(w * f))
+        return crop(y, rows, cols, want_r, want_c)
+
+    # Statistics passes for the norms inside the segment, in order (one tile: it is the whole
+    # map, and each norm computes its own statistics on the way).
+    for q, op in enumerate(ops):
+        if isinstance(op, Norm) and op.index not in ctx.stats and len(cores) > 1:
+            moments = Moments()
+            for core_r, core_c in cores:
+                moments.add(run_tile(core_r, core_c, ops[:q]))
+            ctx.put_stats(op.index, *moments.result())
+
+    in_place = halo == 0 and factor == 1.0 and not any(isinstance(op, Conv) for op in ops)
+    out = None
+    moments = Moments() if collect is not None else None
+    for core_r, core_c in cores:
+        y = run_tile(core_r, core_c, ops)
+        if out is None:
+            out = (
+                src
+                if in_place
+                else torch.empty((1, y.shape[1], ho, wo), dtype=y.dtype, device=y.device, memory_format=format_of(src))
+            )
+        out[:, :, core_r[0] : core_r[1], core_c[0] : core_c[1]].copy_(y)
+        if moments is not None:
+            moments.add(y)
+    if moments is not None:
+        ctx.put_stats(collect.index, *moments.result())
+    return out
+
+
+def format_of(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
+    return torch.channels_last if channels_last else torch.contiguous_format

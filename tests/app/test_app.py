@@ -1,0 +1,245 @@
+"""The web app on a real Gradio server, called through gradio_client."""
+
+import json
+import threading
+import urllib.request
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+import app as webapp
+from tests.support.fixtures import gradient
+from tests.support.paths import SAMPLES
+from tests.support.webapp import page_config, serve, tiny_shinkai_env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    mp = tiny_shinkai_env(tmp_path_factory)
+    demo = webapp.build_demo(max_side=128, video_max_side=64, video_seconds=2)
+    url = serve(demo, max_queue=8)
+    yield url
+    demo.close()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def test_stylize_through_the_server(server):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    src = SAMPLES / "teaser-0.jpg"
+    out_path = client.predict(handle_file(str(src)), "shinkai", api_name="/stylize")
+    out = Image.open(out_path)
+    assert out.size == Image.open(src).size
+    diff = np.abs(np.asarray(out.convert("RGB"), dtype=int) - np.asarray(Image.open(src).convert("RGB"), dtype=int))
+    assert diff.mean() > 5  # a stylized image, not the input echoed back
+
+
+def test_missing_weights_message_not_traceback(server):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception) as err:
+        client.predict(handle_file(str(SAMPLES / "teaser-0.jpg")), "hosoda", api_name="/stylize")
+    assert "no public weights" in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_style_choices_show_availability(monkeypatch, tmp_path):
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI", raising=False)
+    monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path))
+    labels = {value: label for label, value in webapp.style_choices()}
+    assert labels["hosoda"].endswith("(needs weights)")
+
+
+# --------------------------------------------------------------------------- image options
+
+
+def test_output_is_png_and_strength_zero_returns_the_photo(client, tmp_path):
+    from gradio_client import handle_file
+
+    src = tmp_path / "g.png"
+    Image.fromarray(gradient(80, 60)).save(src)
+    out = client.predict(handle_file(str(src)), "shinkai", 0.0, False, 128, api_name="/stylize")
+    assert Image.open(out).format == "PNG"
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), gradient(80, 60))
+
+
+def test_keep_colours_keeps_the_photos_chroma(client, tmp_path):
+    from gradio_client import handle_file
+
+    src = tmp_path / "g.png"
+    Image.fromarray(gradient(80, 60)).save(src)
+    plain = np.asarray(
+        Image.open(client.predict(handle_file(str(src)), "shinkai", 1.0, False, 128, api_name="/stylize"))
+    )
+    kept = np.asarray(Image.open(client.predict(handle_file(str(src)), "shinkai", 1.0, True, 128, api_name="/stylize")))
+    chroma = lambda a: np.asarray(Image.fromarray(a[..., :3]).convert("YCbCr"), dtype=float)[..., 1:]  # noqa: E731
+    luma = lambda a: np.asarray(Image.fromarray(a[..., :3]).convert("YCbCr"), dtype=float)[..., 0]  # noqa: E731
+    assert np.abs(chroma(kept) - chroma(gradient(80, 60))).mean() < 2.0
+    assert (
+        np.abs(chroma(plain) - chroma(gradient(80, 60))).mean() > np.abs(chroma(kept) - chroma(gradient(80, 60))).mean()
+    )
+    assert np.abs(luma(kept) - luma(plain)).mean() < 2.0  # the stylized luminance
+
+
+def test_adjustments_are_exact_at_the_ends():
+    a = gradient(16, 8)
+    b = np.full_like(a, 200)
+    assert np.array_equal(webapp.blend(a, b, 1.0), b) and np.array_equal(webapp.blend(a, b, 0.0), a)
+    assert np.abs(webapp.blend(a, b, 0.5).astype(int) - (a.astype(int) + 200) / 2).max() <= 0.5
+    assert np.abs(webapp.keep_colours(a, a).astype(int) - a).max() <= 1  # own colours: unchanged
+    rgba = np.concatenate([b, np.full(b.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    assert (
+        webapp.adjust(a, rgba, 0.5, True).shape == rgba.shape and (webapp.adjust(a, rgba, 0.5, True)[..., 3] == 7).all()
+    )
+
+
+def test_bad_inputs_get_messages_not_tracebacks(client, tmp_path):
+    from gradio_client import handle_file
+
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    cases = [
+        ((handle_file(str(text)), "shinkai"), "/stylize", "not an image"),
+        ((None, "shinkai"), "/stylize", "Upload a photo first"),
+        ((handle_file(str(SAMPLES / "teaser-0.jpg")), "nosuchstyle"), "/stylize", "not in the list of choices"),
+        ((handle_file(str(text)), "shinkai"), "/stylize_video", "cannot be used"),
+        ((None, "shinkai"), "/stylize_video", "Upload a video first"),
+    ]
+    for args, endpoint, message in cases:
+        with pytest.raises(Exception) as err:
+            client.predict(*args, api_name=endpoint)
+        assert message in str(err.value) and "Traceback" not in str(err.value), (endpoint, message, str(err.value))
+
+
+# --------------------------------------------------------------------------- video
+
+
+def write_clip(path, frames: int = 12, size=(48, 32), rate: int = 12, audio: bool = True) -> None:
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(frames):
+            pixels = np.roll(gradient(*size), 3 * i, axis=1)
+            for packet in video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound is not None:
+            samples = int(frames / rate * 16000)
+            wave = (np.sin(np.arange(samples) / 16000 * 2 * np.pi * 330) * 0.2).astype(np.float32)[None]
+            for i in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(wave[:, i : i + 1024]), format="fltp", layout="mono"
+                )
+                chunk.sample_rate, chunk.pts = 16000, i
+                for packet in sound.encode(chunk):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+
+
+def test_video_with_sound_through_the_server(client, tmp_path):
+    from gradio_client import handle_file
+
+    src = tmp_path / "clip.mp4"
+    write_clip(src, frames=30)  # 2.5 s: the server stylizes at most 2 s
+    result = client.predict(handle_file(str(src)), "shinkai", 1.0, False, True, 64, 2, api_name="/stylize_video")
+    path = result["video"] if isinstance(result, dict) else result
+    with av.open(path) as c:
+        assert c.streams.audio and c.streams.audio[0].codec_context.name == "aac"
+        frames = list(c.decode(video=0))
+    assert len(frames) == 24 and (frames[0].width, frames[0].height) == (48, 32)
+
+
+# --------------------------------------------------------------------------- load and limits
+
+
+@pytest.mark.slow
+def test_sixteen_clients_five_requests_each(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    src = tmp_path / "small.png"
+    Image.fromarray(gradient(40, 32)).save(src)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def user(i: int) -> None:
+        # Distinct photos, as distinct users send: identical results would share one cache file.
+        photos = []
+        for j in range(5):
+            pixels = gradient(40, 32)
+            pixels[0, 0] = (i, j, 0)
+            photos.append(tmp_path / f"u{i}_{j}.png")
+            Image.fromarray(pixels).save(photos[-1])
+        try:
+            client = Client(server, verbose=False, download_files=str(tmp_path / f"dl{i}"))
+        except Exception as err:  # pragma: no cover - reported below
+            with lock:
+                outcomes.extend([f"connect: {err}"] * 5)
+            return
+        for photo in photos:
+            try:
+                out = client.predict(handle_file(str(photo)), "shinkai", 1.0, False, 64, api_name="/stylize")
+                kind = "answered" if Image.open(out).size == (40, 32) else f"wrong size {Image.open(out).size}"
+            except Exception as err:
+                queue_full = "queue is full" in str(err).lower() and not isinstance(err, AppError)
+                kind = "queue full" if queue_full else f"{type(err).__name__}: {err}"
+            with lock:
+                outcomes.append(kind)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not any(t.is_alive() for t in threads), "requests hung"
+    assert len(outcomes) == 80
+    unexpected = [o for o in outcomes if o not in ("answered", "queue full")]
+    assert not unexpected, unexpected[:5]
+    assert outcomes.count("answered") >= 8
+    print(
+        f"16 clients x 5: {outcomes.count('answered')} answered, {outcomes.count('queue full')} told the queue is full"
+    )
+    alive = Client(server, verbose=False).predict(handle_file(str(src)), "shinkai", api_name="/stylize")
+    assert Image.open(alive).size == (40, 32)
+
+
+def test_offline_page_loads_and_names_styles_that_need_weights(monkeypatch, tmp_path):
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI", raising=False)
+    monkeypatch.delenv("SCENIMEFY_STYLE_HOSODA", raising=False)
+    monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    demo = webapp.build_demo(examples=SAMPLES)
+    url = serve(demo, max_file_size="1mb")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200
+        config = json.dumps(page_config(url))
+        assert "Makoto Shinkai (needs weights)" in config and "Mamoru Hosoda (needs weights)" in config
+        assert "SCENIMEFY_STYLE_HOSODA" in config  # says how to provide them
+        assert "teaser-0.jpg" in config  # the examples folder is offered
+        assert page_config(url).get("max_file_size") == 1024**2
+    finally:
+        demo.close()
+
+
+def test_examples_come_from_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCENIMEFY_EXAMPLES", str(SAMPLES))
+    assert webapp.examples_dir() == SAMPLES.resolve()
+    assert webapp.examples_dir(tmp_path) == tmp_path.resolve()
+    monkeypatch.delenv("SCENIMEFY_EXAMPLES")
+    assert webapp.examples_dir() is None
+    with pytest.raises(SystemExit):
+        webapp.parse_args(["--examples", str(tmp_path / "missing")])

@@ -1,0 +1,227 @@
+"""The inference paths of ``translate``: exact, fast (bf16 / fp16), tiled, fallbacks, memory."""
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from scenimefy.inference import engine, runtime
+from scenimefy.inference.engine import translate
+from scenimefy.inference.runtime import ExecutionSettings, choose_settings, cpu_has_fast_bf16
+from scenimefy.models.translator import ScenimefyTranslator
+from tests.support.paths import REPO
+
+CONFIGS = [
+    {"ngf": 8, "n_blocks": 2},
+    {"ngf": 8, "n_blocks": 2, "antialias": False},
+    {"ngf": 8, "n_blocks": 1, "antialias_up": False},
+    {"ngf": 8, "n_blocks": 1, "antialias": False, "antialias_up": False},
+]
+
+
+def small_model(seed: int = 0, **config) -> ScenimefyTranslator:
+    torch.manual_seed(seed)
+    model = ScenimefyTranslator(**(config or CONFIGS[0])).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)  # biases too: dropping the ones InstanceNorm cancels must not matter
+    return model
+
+
+def levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a - b| in 8-bit levels of the [-1, 1] output."""
+    return (a - b).abs() * 127.5
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    torch.manual_seed(1)
+    # A smooth image with some edges, closer to a photo than uniform noise.
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 96), indexing="ij")
+    rgb = torch.stack([torch.sin(3 * x + y), torch.cos(2 * y), (x * y > 0.1).float() * 1.6 - 0.8])
+    return (rgb + 0.1 * torch.randn(3, 64, 96)).clamp(-1, 1)[None]
+
+
+def test_exact_matches_model(reference_translator, image):
+    x = torch.cat([image, image.flip(-1)])
+    with torch.no_grad():
+        ref = reference_translator(x)
+    out = translate(reference_translator, x, exact=True)
+    assert out.dtype == torch.float32 and out.shape == x.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+
+
+def test_fast_close_to_exact(reference_translator, image):
+    exact = translate(reference_translator, image, exact=True)
+    fast = translate(reference_translator, image)
+    d = levels(fast, exact)
+    assert fast.dtype == torch.float32 and fast.shape == image.shape
+    assert fast.abs().max() <= 1
+    # bf16 on CPUs that have it (~1.4 levels on average with the parity weights), else fp32.
+    assert d.mean() <= 2.0, d.mean()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("tile", [16, 32, 128])  # 128: one tile per segment
+def test_tiled_equals_untiled_exact(config, tile):
+    model = small_model(**config)
+    x = torch.rand(2, 3, 52, 68) * 2 - 1
+    with torch.no_grad():
+        ref = model(x)
+    torch.testing.assert_close(translate(model, x, exact=True, tile_size=tile), ref, atol=1e-4, rtol=0)
+
+
+def test_tiled_close_to_untiled_fast(reference_translator, image):
+    untiled = translate(reference_translator, image)
+    tiled = translate(reference_translator, image, tile_size=48)  # 2 x 2 tiles
+    assert levels(tiled, untiled).mean() <= 2.0
+
+
+def test_memory_budget_switches_to_tiles(monkeypatch, image):
+    model = small_model()
+    calls = []
+    real = engine.run_tiled
+    monkeypatch.setattr(engine, "run_tiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    untiled = translate(model, image, exact=True)
+    assert not calls
+    tiled = translate(model, image, exact=True, memory_budget=200_000)
+    assert calls
+    torch.testing.assert_close(tiled, untiled, atol=1e-4, rtol=0)
+
+
+def test_cpu_without_bf16_falls_back_to_fp32(monkeypatch, image):
+    monkeypatch.setenv("SCENIMEFY_CPU_BF16", "0")
+    settings = choose_settings(torch.device("cpu"))
+    assert settings.dtype == torch.float32 and "SCENIMEFY_CPU_BF16=0" in settings.reason
+    model = small_model()
+    with torch.no_grad():
+        ref = model(image)
+    torch.testing.assert_close(translate(model, image), ref, atol=1e-4, rtol=0)
+
+
+def test_settings_per_device(monkeypatch):
+    monkeypatch.setenv("SCENIMEFY_CPU_BF16", "1")
+    assert choose_settings(torch.device("cpu")).dtype == torch.bfloat16
+    assert choose_settings(torch.device("cpu"), exact=True).dtype == torch.float32
+    assert choose_settings(torch.device("cpu"), dtype=torch.float32).dtype == torch.float32
+    cuda = choose_settings(torch.device("cuda"))
+    assert (cuda.dtype, cuda.channels_last) == (torch.float16, True)
+    assert choose_settings(torch.device("cuda"), exact=True) == ExecutionSettings(torch.float32, False)
+
+
+def test_capability_probe_never_raises():
+    assert isinstance(cpu_has_fast_bf16(), bool)
+
+
+def test_weight_cache_follows_parameter_updates(image):
+    model = small_model()
+    before = translate(model, image, exact=True)
+    with torch.no_grad():
+        model.head.bias.add_(0.5)
+        ref = model(image)
+    after = translate(model, image, exact=True)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, ref, atol=1e-4, rtol=0)
+
+
+def test_norm_stats_hook(image):
+    model = small_model()
+    seen = []
+
+    def identity(layer, mean, var):
+        seen.append((layer, tuple(mean.shape)))
+        return mean, var
+
+    plain = translate(model, image, exact=True)
+    hooked = translate(model, image, exact=True, norm_stats=identity)
+    torch.testing.assert_close(hooked, plain, atol=1e-4, rtol=0)
+    assert [layer for layer, _ in seen] == list(range(len(seen))) and len(seen) == 3 + 2 * 2 + 2
+    seen.clear()
+    tiled = translate(model, image, exact=True, norm_stats=identity, tile_size=48)
+    torch.testing.assert_close(tiled, plain, atol=1e-4, rtol=0)
+    assert sorted(layer for layer, _ in seen) == list(range(9))
+
+
+def test_restores_allocator_state(image):
+    translate(small_model(), image)
+    assert runtime._heap_users == 0
+
+
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((3, 64, 64), "expected a"),
+        ((1, 4, 64, 64), "expected a"),
+        ((1, 3, 62, 64), "multiples of 4"),
+        ((1, 3, 12, 64), "at least 16"),
+    ],
+)
+def test_rejects_bad_input(shape, message):
+    with pytest.raises(ValueError, match=message):
+        translate(small_model(), torch.zeros(shape))
+
+
+def test_rejects_integer_images():
+    with pytest.raises(TypeError, match="floating point"):
+        translate(small_model(), torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_rejects_bad_tile_size(image):
+    with pytest.raises(ValueError, match="tile_size"):
+        translate(small_model(), image, tile_size=20)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_paths(reference_translator, image):
+    model = copy.deepcopy(reference_translator).cuda()
+    x = image.cuda()
+    with torch.no_grad():
+        ref = model(x)
+    torch.testing.assert_close(translate(model, x, exact=True), ref, atol=1e-4, rtol=0)
+    fast = translate(model, x)
+    assert fast.device == x.device and fast.dtype == torch.float32
+    assert levels(fast, ref).mean() <= 2.0
+    assert levels(translate(model, x, tile_size=48), fast).mean() <= 2.0
+
+
+@pytest.mark.slow
+def test_tiled_close_to_untiled_fast_1080p(reference_translator):
+    torch.manual_seed(2)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 135, 240) * 2 - 1, size=(1080, 1920), mode="bicubic")
+    untiled = translate(reference_translator, x.clamp(-1, 1))
+    tiled = translate(reference_translator, x.clamp(-1, 1), tile_size=512)
+    assert levels(tiled, untiled).mean() <= 2.0
+
+
+@pytest.mark.slow
+def test_4k_peak_memory_subprocess():
+    """A 3840x2160 photo through the default path stays under 3 GB of process memory.
+
+    The full-width network (ngf=64) with 1 residual block instead of 9: the blocks run one after
+    another on the same stored maps, so memory does not depend on their number; compute is 1/3.
+    (benchmarks/bench_inference.py measures the 9-block network: ~2.1 GB.)
+    """
+    code = textwrap.dedent(
+        """
+        import json, resource, torch
+        import scenimefy
+        from scenimefy.inference.engine import translate
+        from scenimefy.models.translator import ScenimefyTranslator
+        torch.set_num_threads(2)
+        model = ScenimefyTranslator(n_blocks=1).eval()
+        x = torch.rand(1, 3, 2160, 3840) * 2 - 1
+        y = translate(model, x)
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        # VmHWM: ru_maxrss would include the pytest parent's size (Linux keeps it across exec)
+        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+        peak = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"peak_mb": peak}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+    assert peak <= 3000, f"peak resident memory {peak:.0f} MB"
