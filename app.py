@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 import scenimefy  # noqa: F401  (torchvision shim before gradio's imports)
-from scenimefy.data.images import InvalidImageError, load_image
+from scenimefy.data.images import IMAGE_SUFFIXES, InvalidImageError, load_image
 from scenimefy.hub import styles
 from scenimefy.hub.convert import CheckpointError
 from scenimefy.hub.download import WeightsUnavailableError
@@ -41,7 +41,6 @@ DEFAULT_VIDEO_MAX_SIDE = 512  # video frames are scaled to this; every frame run
 DEFAULT_VIDEO_SECONDS = 10  # longest part of a clip one request may stylize
 DEFAULT_MAX_FILE_SIZE = "200mb"
 DEFAULT_MAX_QUEUE = 32
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi"}
 _OUTPUT_TTL_S = 3600  # rendered videos older than this are removed from the app's scratch folder
 
@@ -325,7 +324,7 @@ def build_demo(
                         interactive=False,
                         elem_id="result",
                     )
-            photos = _examples(example_folder, IMAGE_SUFFIXES)
+            photos = _examples(example_folder, IMAGE_SUFFIXES - {".tif", ".tiff"})  # browsers show no TIFF
             if photos:
                 gr.Examples(photos, inputs=photo, label="Example photos")
             run.click(

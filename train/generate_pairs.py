@@ -41,6 +41,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 import scenimefy  # noqa: F401  (installs the torchvision shim before transformers is imported)
+from scenimefy.data.pixels import to_uint8
 from scenimefy.hub.download import DEFAULT_SEGMENTER, WeightsUnavailableError, download_hub_folder, load_segmenter
 from scenimefy.losses.segmentation import MAX_LBCE, MIN_CLASSES, keep_pairs
 from scenimefy.models.stylegan2 import StyleGAN2Generator
@@ -166,11 +167,6 @@ def load_generator(name: str, device: torch.device, dtype: torch.dtype) -> Style
                 "checkpoint with `scenimefy convert lhq-220000.pt DIR`, or download the repo once online."
             ) from None
     return StyleGAN2Generator.from_pretrained(folder, dtype=dtype).to(device).eval().requires_grad_(False)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> 0..255, rounded as the reference saves its PNGs (torchvision save_image)."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().to(torch.uint8)
 
 
 def png(image: torch.Tensor) -> dict:

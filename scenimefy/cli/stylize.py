@@ -10,16 +10,16 @@ from pathlib import Path
 
 from scenimefy.cli.common import CommandError, add_model_args, load_pipeline
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-
 
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
     """Files and folders -> (file, path relative to its input root) pairs, folders recursively."""
+    from scenimefy.data.images import image_files
+
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(path)
             found += [(p, p.relative_to(path)) for p in files]
         else:
             found.append((path, Path(path.name)))

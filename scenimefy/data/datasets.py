@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from scenimefy.data.images import open_image, upright_rgb
 from scenimefy.data.sources import DataSourceError, find_images, is_datasets_folder, load_hf_dataset, require_columns
 from scenimefy.data.transforms import check_sizes, crop_image, crop_pair
 
@@ -56,9 +57,9 @@ class ImageDataset(Dataset):
     def load_image(self, index: int) -> Image.Image:
         """The original RGB image ``index`` (no resize or crop)."""
         if self.files is not None:
-            with Image.open(self.files[index]) as image:
-                return image.convert("RGB")
-        return self.table[index][self.image_column].convert("RGB")
+            with open_image(self.files[index]) as image:
+                return upright_rgb(image)
+        return upright_rgb(self.table[index][self.image_column])
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return crop_image(self.load_image(index), self.load_size, self.crop_size, self.random_crop, self.flip)

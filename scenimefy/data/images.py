@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+#: The image files the toolkit reads everywhere: stylize, training data, evaluation, app examples.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
 #: Refuse images above this many pixels before decoding them (decompression bombs).
 #: 12 MP phone photos and 8K frames (33 MP) pass; override with SCENIMEFY_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -82,6 +85,20 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as err:
         raise InvalidImageError(f"{path}: the image data is broken or truncated ({err})") from None
     return image
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_files(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (recursive), sorted for a stable order; [] if there are none."""
+    return sorted(p for p in Path(root).rglob("*") if is_image_file(p) and p.is_file())
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says, in RGB (training data, as stylization sees it)."""
+    return ImageOps.exif_transpose(image).convert("RGB")
 
 
 def _pil_to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

@@ -3,7 +3,7 @@
 A ``datasets`` source is a Hub id (read from the local cache when ``HF_HUB_OFFLINE=1``), a folder
 written by ``Dataset.save_to_disk``, or a folder of parquet/arrow files that
 ``datasets.load_dataset(folder)`` reads (e.g. ``data/train-*.parquet``). A folder holding none of
-those files is read as plain images (recursively: .jpg, .jpeg, .png, .webp, .bmp).
+those files is read as plain images (recursively; the suffixes of ``scenimefy.data.images``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from scenimefy.data.images import IMAGE_SUFFIXES, image_files
+
 _DATASET_FILES = ("*.parquet", "*.arrow", "dataset_info.json", "dataset_dict.json", "state.json")
 
 
@@ -24,9 +25,9 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise DataSourceError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = image_files(root)
     if not files:
-        raise DataSourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+        raise DataSourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
     return files
 
 

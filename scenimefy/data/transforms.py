@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scenimefy.data.pixels import to_model_range, to_uint8
+
 
 @dataclass(frozen=True)
 class CropParams:
@@ -53,14 +55,12 @@ def apply_crop(image: Image.Image, params: CropParams, crop_size: int) -> Image.
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> (3, H, W) float32 in [-1, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1).div(127.5).sub(1.0)
+    return to_model_range(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
     """(3, H, W) in [-1, 1] -> RGB PIL image (clamped, rounded)."""
-    array = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
+    return Image.fromarray(to_uint8(x).permute(1, 2, 0).cpu().numpy())
 
 
 def crop_image(

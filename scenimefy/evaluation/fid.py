@@ -32,10 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scenimefy.data.images import load_image
+from scenimefy.data.images import IMAGE_SUFFIXES, image_files, load_image
 
 Preprocess = Literal["pytorch-fid", "tf"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
 KID_SUBSETS = 100
@@ -151,7 +150,7 @@ def list_images(folder: str | os.PathLike, max_images: int | None = None) -> lis
     root = Path(folder)
     if not root.is_dir():
         raise EvaluationError(f"{root}: no such folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
         raise EvaluationError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files[:max_images] if max_images else files

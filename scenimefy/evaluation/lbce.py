@@ -15,11 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scenimefy.data.images import load_image
+from scenimefy.data.images import image_files, load_image
 from scenimefy.losses.segmentation import semantic_consistency
 from scenimefy.models.segmenter import SemanticSegmenter
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -34,7 +32,7 @@ def _images_by_key(root: Path) -> dict[str, Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     found: dict[str, Path] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+    for path in image_files(root):
         key = path.relative_to(root).with_suffix("").as_posix()
         if key in found:
             raise ValueError(f"{found[key]} and {path} share the name {key!r}: pairs are matched by name")

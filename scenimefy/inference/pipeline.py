@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Literal
@@ -26,9 +26,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from scenimefy.data.images import ImageInput, LoadedImage, load_image
+from scenimefy.data.pixels import to_model_range, to_uint8
 from scenimefy.hub import download, styles
 from scenimefy.hub.convert import CheckpointError, load_reference_translator
 from scenimefy.inference.engine import translate
+from scenimefy.inference.graph import NormStatsHook
 from scenimefy.models.translator import ScenimefyTranslator
 
 Mode = Literal["default", "exact", "reference"]
@@ -190,17 +192,32 @@ class ScenimefyPipeline:
         batches = [b[i : i + batch_size] for b in batches for i in range(0, len(b), batch_size)]
         bar = tqdm(total=len(loaded), desc="stylize", unit="img", disable=not progress)
         for batch in batches:
-            h, w = work[batch[0]]
-            x = torch.stack([_to_tensor(_resize(loaded[i].rgb, (h, w))) for i in batch])
-            pad_h, pad_w = -h % 4, -w % 4
-            if pad_h or pad_w:  # only in default/exact mode: reference resizes to multiples of 4
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-            y = translate(self.translator, x.to(self.device), exact=mode != "default")[:, :, :h, :w].cpu()
-            for i, out in zip(batch, _to_uint8(y, truncate=mode == "reference")):
+            frames = np.stack([_resize(loaded[i].rgb, work[i]) for i in batch])
+            for i, out in zip(batch, self.stylize_frames(frames, mode=mode)):
                 results[i] = _finish(out, loaded[i], mode)
             bar.update(len(batch))
         bar.close()
         return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def stylize_frames(
+        self, frames: np.ndarray, *, mode: Mode = "default", norm_stats: NormStatsHook | None = None
+    ) -> np.ndarray:
+        """The frame API: (B, H, W, 3) uint8 frames of one size -> stylized (B, H, W, 3) uint8.
+
+        No resizing: H and W are any sizes >= 16, reflection-padded to a multiple of 4 for the
+        network and cropped back. ``norm_stats`` is ``translate``'s InstanceNorm hook (video
+        stabilisation). Images, batches and video frames all run through here.
+        """
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected (B, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+        x = to_model_range(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2))
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:  # never in reference mode: it resizes to multiples of 4
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        y = translate(self.translator, x, exact=mode != "default", norm_stats=norm_stats)[:, :, :h, :w]
+        return to_uint8(y, truncate=mode == "reference").permute(0, 2, 3, 1).cpu().numpy()
 
 
 def reference_size(height: int, width: int) -> tuple[int, int]:
@@ -224,17 +241,6 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if rgb.shape[:2] == size:
         return rgb
     return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.BICUBIC))
-
-
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    # Same arithmetic as the reference's ToTensor + Normalize(0.5, 0.5): x / 255 * 2 - 1.
-    return (torch.tensor(rgb).permute(2, 0, 1).float() / 255.0 - 0.5) / 0.5
-
-
-def _to_uint8(y: torch.Tensor, *, truncate: bool) -> Iterable[np.ndarray]:
-    y = (y.clamp(-1, 1) + 1) / 2 * 255
-    y = y if truncate else y.round()
-    return y.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _finish(out: np.ndarray, image: LoadedImage, mode: Mode) -> np.ndarray:

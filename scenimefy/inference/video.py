@@ -36,12 +36,8 @@ from typing import Literal
 
 import av
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from scenimefy.inference.engine import translate
-from scenimefy.inference.graph import NormStatsHook
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.inference.stabilize import (
     DEFAULT_MOMENTUM,
@@ -86,27 +82,6 @@ class VideoResult:
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
-
-
-@torch.inference_mode()
-def stylize_frames(
-    pipe: ScenimefyPipeline,
-    frames: np.ndarray,
-    *,
-    norm_stats: NormStatsHook | None = None,
-    exact: bool = False,
-) -> np.ndarray:
-    """(B, H, W, 3) uint8 frames -> stylized (B, H, W, 3) uint8, H and W any size >= 16."""
-    device = pipe.device
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
-    x = x / 127.5 - 1.0  # the pipeline's x / 255 * 2 - 1
-    h, w = x.shape[-2:]
-    pad_h, pad_w = -h % 4, -w % 4
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-    y = translate(pipe.translator, x, exact=exact, norm_stats=norm_stats)[:, :, :h, :w]
-    y = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return y.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def stylize_video(
@@ -249,7 +224,7 @@ def _transcode(
         def flush_batch() -> None:
             frames = np.stack([f for f, _ in batch])
             upright = np.rot90(frames, turns, axes=(1, 2)) if turns else frames
-            styled = stylize_frames(pipe, upright, norm_stats=smoother, exact=exact)
+            styled = pipe.stylize_frames(upright, mode="exact" if exact else "default", norm_stats=smoother)
             if adjust is not None:
                 styled = adjust(upright, styled)
             if deflicker is not None:

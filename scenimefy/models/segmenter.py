@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scenimefy.data.pixels import to_uint8
 from scenimefy.losses.segmentation import semantic_abundance, semantic_consistency, semantic_scores
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -87,7 +88,7 @@ class SemanticSegmenter(nn.Module):
         param = next(self.model.parameters())
         pixels = images.to(param.device, torch.float32)
         if images.dtype != torch.uint8:  # the reference rounds [-1, 1] to 0..255 levels; clamped like the saved PNGs
-            pixels = torch.round((pixels.clamp(-1, 1) + 1) * 127.5)
+            pixels = to_uint8(pixels).float()
         if self.shortest_edge is not None:
             h, w = pixels.shape[-2:]
             scale = self.shortest_edge / min(h, w)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from scenimefy.data.pixels import to_uint8
 from scenimefy.losses.stylegan2 import discriminator_logistic_loss, r1_penalty
 from scenimefy.models.stylegan2 import StyleGAN2Generator
 
@@ -88,7 +89,7 @@ def set_requires_grad(module: nn.Module, flag: bool, trainable: set[int] | None 
 
 def image_grid(images: torch.Tensor, ncols: int) -> Image.Image:
     """(N, 3, H, W) in [-1, 1] -> one RGB image, ``ncols`` per row, 2 px white gutters."""
-    images = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
+    images = to_uint8(images).cpu()
     n, _, h, w = images.shape
     nrows = -(-n // ncols)
     grid = torch.full((3, nrows * (h + 2) - 2, ncols * (w + 2) - 2), 255, dtype=torch.uint8)

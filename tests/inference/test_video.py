@@ -142,14 +142,12 @@ def test_clip_without_audio_keeps_frames_and_fps(pipe, tmp_path):
 
 
 def test_rotation_is_kept_and_the_network_sees_upright_frames(pipe, tmp_path, monkeypatch):
-    import scenimefy.inference.video as video
-
     src, out = tmp_path / "phone.mp4", tmp_path / "out.mp4"
     write_clip(src, moving_square(6, 64, 32), rotation=90)
     assert probe_video(src).rotation == 90
     seen = []
-    real = video.stylize_frames
-    monkeypatch.setattr(video, "stylize_frames", lambda p, f, **kw: seen.append(f.shape) or real(p, f, **kw))
+    real = pipe.stylize_frames
+    monkeypatch.setattr(pipe, "stylize_frames", lambda f, **kw: seen.append(f.shape) or real(f, **kw))
     stylize_video(pipe, src, out, progress=False)
     got = read_video(out)
     assert got["rotation"] == 90 and got["size"] == (64, 32)  # stored as the input, same matrix
