@@ -3,7 +3,7 @@
 - ``pipeline``: :class:`ScenimefyPipeline` (load, preprocess, run, postprocess); the frame API
 - ``engine``: the fast path every stylization goes through, ``translate(model, x)``
 - ``runtime``: device capabilities, dtype/layout choice, process-wide state scoped to a call
-- ``graph``: the translator compiled into an op list; ``tiling``: memory model and tiled runs
+- ``graph``: the translator compiled into an op list of ``ops``; ``tiling``: memory model and tiled runs
 - ``video``: stylize a clip (PyAV decode -> frames -> H.264); ``video_io``: probing, audio, ranges
 - ``stabilize``: temporal stabilisation and the flicker index
 - ``adjust``: post-stylization image adjustments (strength, keep the photo's colours)

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from scenimefy.inference.graph import Context, NormStatsHook, Span, ops_for, run_ops
+from scenimefy.inference.graph import ops_for
+from scenimefy.inference.ops import Context, NormStatsHook, Span, run_ops
 from scenimefy.inference.runtime import choose_settings, inference_state
 from scenimefy.inference.tiling import default_budget, run_tiled, untiled_bytes
 from scenimefy.models.translator import ScenimefyTranslator

@@ -30,7 +30,7 @@ from scenimefy.data.pixels import to_model_range, to_uint8
 from scenimefy.hub import download, styles
 from scenimefy.hub.convert import CheckpointError, load_reference_translator
 from scenimefy.inference.engine import translate
-from scenimefy.inference.graph import NormStatsHook
+from scenimefy.inference.ops import NormStatsHook
 from scenimefy.models.translator import ScenimefyTranslator
 
 Mode = Literal["default", "exact", "reference"]

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from scenimefy.inference.graph import (
+from scenimefy.inference.ops import (
     AddSaved,
     Context,
     Conv,

@@ -225,3 +225,40 @@ def test_4k_peak_memory_subprocess():
     assert out.returncode == 0, out.stderr[-2000:]
     peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
     assert peak <= 3000, f"peak resident memory {peak:.0f} MB"
+
+
+class _Doubler(torch.nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.mark.parametrize(
+    "surgery, named",
+    [
+        (lambda m: setattr(m.blocks, "0", _Doubler()), "blocks.0 is a _Doubler"),
+        (lambda m: setattr(m.down[0], "blur", torch.nn.AvgPool2d(2)), "down.0.blur is a AvgPool2d"),
+        (lambda m: setattr(m.blocks[1], "extra", torch.nn.Identity()), "blocks.1 has the children"),
+        (lambda m: setattr(m.down[1], "conv", torch.nn.Conv2d(16, 32, 3, padding=2, dilation=2)), "dilation"),
+        (lambda m: setattr(m.up[0], "conv", torch.nn.Conv2d(32, 16, 3, stride=1, padding=0)), "up.0.conv"),
+    ],
+)
+def test_fast_path_refuses_layers_it_does_not_know(image, surgery, named):
+    """The op list is written from the architecture: an unknown or altered layer fails loudly."""
+    from scenimefy.inference.graph import UnsupportedLayerError
+
+    model = small_model()
+    surgery(model)
+    with pytest.raises(UnsupportedLayerError, match=named):
+        translate(model, image, exact=True)
+
+
+def test_subclass_with_another_forward_is_refused(image):
+    from scenimefy.inference.graph import UnsupportedLayerError
+
+    class Brighter(ScenimefyTranslator):
+        def forward(self, x):
+            return super().forward(x) * 0.5
+
+    model = Brighter(ngf=8, n_blocks=2).eval()
+    with pytest.raises(UnsupportedLayerError, match="Brighter"):
+        translate(model, image)
