@@ -68,10 +68,14 @@ def peak_values(ops: list[Op], in_channels: int, scale: float = 1.0) -> float:
 # the same inputs as in the untiled run.
 
 
-def cuts(ops: list[Op], in_channels: int) -> list[int]:
-    """Indices i where the net is cut before ops[i] (see the comment above)."""
+def cuts(ops: list[Op], in_channels: int, itemsize: int = 2) -> list[int]:
+    """Indices i where the net is cut before ops[i] (see the comment above).
+
+    A map is cheap to store when it holds at most ``ngf`` bytes per input pixel: ngf/2 values in
+    bf16 / fp16 (the 2*ngf map at half size qualifies), ngf/4 in fp32 (only the bottleneck).
+    """
     ngf = next(op.out_channels for op in ops if isinstance(op, Conv))
-    limit = ngf / 2  # stored values per input pixel
+    limit = ngf / itemsize  # stored values per input pixel
     channels, scale, cuts = in_channels, 1.0, []
     for i, op in enumerate(ops[:-1]):
         channels = getattr(op, "out_channels", channels)
@@ -79,7 +83,8 @@ def cuts(ops: list[Op], in_channels: int) -> list[int]:
         cheap = channels * scale * scale <= limit
         nxt = ops[i + 1]
         # A residual block's input must be a stored map: its tiles read it again at the add.
-        if op.factor < 1 or isinstance(nxt, Save) or (cheap and (isinstance(nxt, Norm) or isinstance(op, AddSaved))):
+        stored = cheap and (op.factor < 1 or isinstance(nxt, Norm) or isinstance(op, AddSaved))
+        if isinstance(nxt, Save) or stored:
             cuts.append(i + 1)
     return cuts
 
@@ -96,7 +101,7 @@ def run_tiled(
 ) -> torch.Tensor:
     """Run ``ops`` on one sample segment by segment, each segment tile by tile."""
     ctx = Context(keep_saved=True, norm_stats=norm_stats)
-    bounds = [0, *cuts(ops, x.shape[1]), len(ops)]
+    bounds = [0, *cuts(ops, x.shape[1], x.element_size()), len(ops)]
     src, scale = x, 1.0  # scale: resolution of src relative to the input
     for a, b in zip(bounds, bounds[1:]):
         collect = ops[b] if b < len(ops) and isinstance(ops[b], Norm) else None
