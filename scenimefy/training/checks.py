@@ -34,7 +34,7 @@ def _missing(setting: str, value: str, what: str) -> ConfigError:
     text = str(value)
     hint = ""
     parts = text.split("/")
-    if len(parts) == 2 and Path(parts[0]).is_dir():
+    if len(parts) == 2 and not text.startswith((".", "/", "~")) and Path(parts[0]).is_dir():
         hint = f" ({parts[0]}/ is a folder here, so this is read as a local path, not a Hub id)"
     elif "/" not in text and not text.startswith((".", "~")):
         hint = " (a Hub id is written owner/name)"

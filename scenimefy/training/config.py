@@ -155,26 +155,31 @@ def format_value(value: Any) -> str:
 _FIELD_LINE = re.compile(r"^    (\w+)\s*:")
 
 
-def _trailing_comment(line: str) -> str | None:
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return None
-    comments = [t.string for t in tokens if t.type == tokenize.COMMENT]
-    return comments[-1].lstrip("#").strip() if comments else None
+def _statement_comment(lines: list[str]) -> str | None:
+    """The comment of the statement starting at ``lines[0]`` (it may span lines, as formatters wrap
+    long defaults in brackets); None if it has none."""
+    for end in range(1, min(len(lines), 12) + 1):
+        text = textwrap.dedent("\n".join(lines[:end])) + "\n"
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+        except (tokenize.TokenError, IndentationError, SyntaxError):
+            continue  # an unclosed bracket: the statement goes on
+        comments = [t.string.lstrip("#").strip() for t in tokens if t.type == tokenize.COMMENT]
+        return " ".join(comments) or None
+    return None
 
 
 def _source_docs(klass: type) -> dict[str, tuple[str | None, str | None]]:
-    """{field: (trailing comment, section heading)} parsed from ``klass``'s own source."""
+    """{field: (its comment, section heading)} parsed from ``klass``'s own source."""
     try:
-        source = textwrap.dedent(inspect.getsource(klass))
+        lines = textwrap.dedent(inspect.getsource(klass)).splitlines()
     except (OSError, TypeError):
         return {}
     own = set(klass.__dict__.get("__annotations__", {}))
     docs: dict[str, tuple[str | None, str | None]] = {}
     section: str | None = None
     block: list[str] = []
-    for line in source.splitlines()[1:]:
+    for i, line in enumerate(lines[1:], start=1):
         stripped = line.strip()
         if not stripped:
             block = []
@@ -186,8 +191,8 @@ def _source_docs(klass: type) -> dict[str, tuple[str | None, str | None]]:
         if match and match.group(1) in own:
             if block:
                 section, block = " ".join(block), []
-            docs[match.group(1)] = (_trailing_comment(line), section)
-        else:
+            docs[match.group(1)] = (_statement_comment(lines[i:]), section)
+        elif not line.startswith("     "):
             block = []
     return docs
 
