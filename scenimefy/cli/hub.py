@@ -158,6 +158,4 @@ def add_publish(sub) -> None:
             )
         if kind == "translator":
             k.add_argument("--style", default=None, help="style name for the card and tags (e.g. hosoda)")
-        k.set_defaults(
-            handler=_publish, metric=[], metrics_file=None, training_config=None, license=None, style=None
-        )
+        k.set_defaults(handler=_publish, metric=[], metrics_file=None, training_config=None, license=None, style=None)

@@ -332,39 +332,35 @@ def _row(name: str, title: str, n: int, crop: str, x: int, shape: tuple) -> dict
 
 
 def dataset_card(report: BuildReport, frames: dict[str, list[int]], size: int | None) -> str:
+    """The dataset's card (``scenimefy.hub.cards``): films used, columns, the do-not-redistribute notice."""
+    from scenimefy.hub.cards import render
+
     films = [t for t in frames if t not in report.missing_films]
-    front = (
-        "---\nlicense: other\nlicense_name: film-frames-personal-research-use\npretty_name: Scenimefy anime scenes (rebuilt locally)\n"
-        "task_categories:\n- image-to-image\ntags:\n- anime\n- scenimefy\n"
-        f"{NO_REDISTRIBUTION_KEY}: false\n---\n\n"
-    )
-    lines = [
-        "# Anime scene dataset of Scenimefy (rebuilt from your own films)",
-        "",
-        "**Copyright.** These images are frames of commercial films. Build this dataset only from copies of the films you "
-        "own, use it for research, and do not redistribute it (no public Hub upload: `scenimefy publish dataset` refuses "
-        "to make it public).",
-        "",
-        f"Built by `scenimefy dataset anime` from the frame list of Scenimefy (Jiang et al., ICCV 2023): {report.images} "
-        f"images = frames x 3 square crops (left, centre, right; side = frame height"
-        + (f", resized to {size}x{size}" if size else "")
-        + ").",
-        "",
-        "| Film | Frames listed | Frames missing |",
-        "| :--- | ---: | ---: |",
-    ]
+    front = {
+        "license": "other",
+        "license_name": "film-frames-personal-research-use",
+        "pretty_name": "Scenimefy anime scenes (rebuilt locally)",
+        "task_categories": ["image-to-image"],
+        "tags": ["anime", "scenimefy"],
+        NO_REDISTRIBUTION_KEY: False,
+    }
+    rows = []
     for title in frames:
         state = "no file" if title in report.missing_films else str(len(report.missing_frames.get(title, [])))
-        lines.append(f"| {title} | {len(frames[title])} | {state} |")
-    lines += [
-        "",
+        rows.append(f"| {title} | {len(frames[title])} | {state} |")
+    sections = [
+        "**Copyright.** These images are frames of commercial films. Build this dataset only from copies of the films "
+        "you own, use it for research, and do not redistribute it (no public Hub upload: `scenimefy publish dataset` "
+        "refuses to make it public).\n",
+        "Built by `scenimefy dataset anime` from the frame list of Scenimefy (Jiang et al., ICCV 2023): "
+        f"{report.images} images = frames x 3 square crops (left, centre, right; side = frame height"
+        + (f", resized to {size}x{size}" if size else "")
+        + ").\n",
+        "| Film | Frames listed | Frames missing |\n| :--- | ---: | ---: |\n" + "\n".join(rows) + "\n",
         "Columns: `image`, `film`, `frame` (0-based decoded-frame index, as OpenCV's `CAP_PROP_POS_FRAMES`), `crop` "
-        "(left / centre / right), `crop_index` (0 / 1 / 2, as in the authors' `frame_<n>_<i>.png`), `x` (crop offset in "
-        "the source frame), `source_width`, `source_height`.",
-        "",
-        '```python\nimport datasets\nds = datasets.load_dataset("<this folder>", split="train")\n```',
-        "",
-        f"Films used: {len(films)} of {len(frames)}.",
-        "",
+        "(left / centre / right), `crop_index` (0 / 1 / 2, as in the authors' `frame_<n>_<i>.png`), `x` (crop offset "
+        "in the source frame), `source_width`, `source_height`.\n",
+        '```python\nimport datasets\n\nds = datasets.load_dataset("<this folder>", split="train")\n```\n',
+        f"Films used: {len(films)} of {len(frames)}.\n",
     ]
-    return front + "\n".join(lines)
+    return render(front, "Anime scene dataset of Scenimefy (rebuilt from your own films)", sections, license=None)
