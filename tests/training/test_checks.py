@@ -107,6 +107,7 @@ def test_what_looks_local_is_never_a_hub_id(place):
         assert not looks_local(value), value
 
 
+@pytest.mark.slow
 def test_scripts_print_one_line_and_create_nothing(place):
     """The real scripts as processes: exit 2, one line on stderr, no traceback, no output folder.
 
