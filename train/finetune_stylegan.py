@@ -160,11 +160,20 @@ def card_notes(config: FinetuneStyleGANConfig) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(FinetuneStyleGANConfig, argv, description=__doc__, prog="finetune_stylegan.py")
     check(config)
+    # The source and the data first: a Hub dataset that cannot be read stops the run before anything
+    # is written; then the accelerator, the output folder and the priors.
+    source, discriminator = load_source(config.source_model)
+    dataset = ImageDataset(
+        config.train_data,
+        load_size=source.size,
+        crop_size=source.size,
+        flip=config.flip,
+        image_column=config.image_column,
+    )
     output_dir = Path(config.output_dir)
     accelerator = start_accelerator(output_dir, config.report_to, config.tracker_project_name, config.seed)
 
     # Networks: frozen G_s, G_t = a copy with only its last blocks trainable, D, and the EMA of G_t.
-    source, discriminator = load_source(config.source_model)
     source.eval().requires_grad_(False).to(accelerator.device)
     if discriminator is None:
         logger.info("no source discriminator: D starts from random weights")
@@ -176,13 +185,6 @@ def main(argv: list[str] | None = None) -> None:
     trainable = freeze_all_but_last_blocks(target, config.trainable_blocks)
     target_ema = copy.deepcopy(target).eval().requires_grad_(False)
 
-    dataset = ImageDataset(
-        config.train_data,
-        load_size=source.size,
-        crop_size=source.size,
-        flip=config.flip,
-        image_column=config.image_column,
-    )
     loader = DataLoader(
         dataset,
         batch_size=config.train_batch_size,

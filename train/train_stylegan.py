@@ -12,7 +12,9 @@ YAML file (``--config``), then ``--key value`` flags. See docs/stylegan.md.
 Outputs under ``output_dir``: ``checkpoint-<step>/`` (accelerate state + ``generator/``; resume
 with ``--resume latest``), ``samples/step-<step>.png`` (fixed latents through the EMA generator),
 ``logs/<project>/metrics.jsonl`` (+ any installed tracker named in ``report_to``) and, at the end,
-``generator/`` (EMA) and ``discriminator/`` (config.json + safetensors each).
+``generator/`` (EMA) and ``discriminator/`` (config.json + safetensors each) with ``README.md`` (the
+model card: trained from scratch, the data used, the licence) and ``training_config.json``.
+``--config train/configs/stylegan-tiny.yaml`` is a 32 px smoke preset (docs/quickstart-training.md).
 """
 
 from __future__ import annotations
@@ -113,6 +115,15 @@ def check(config: TrainStyleGANConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(TrainStyleGANConfig, argv, description=__doc__, prog="train_stylegan.py")
     check(config)
+    # Data first (a Hub dataset that cannot be read stops the run before anything is written): the
+    # shorter side resized to `size`, a random square crop and flip, in [-1, 1].
+    dataset = ImageDataset(
+        config.train_data,
+        load_size=config.size,
+        crop_size=config.size,
+        flip=config.flip,
+        image_column=config.image_column,
+    )
     output_dir = Path(config.output_dir)
     accelerator = start_accelerator(output_dir, config.report_to, config.tracker_project_name, config.seed)
 
@@ -130,14 +141,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
 
-    # Data: resize the shorter side to `size`, random square crop and flip, [-1, 1].
-    dataset = ImageDataset(
-        config.train_data,
-        load_size=config.size,
-        crop_size=config.size,
-        flip=config.flip,
-        image_column=config.image_column,
-    )
     loader = DataLoader(
         dataset,
         batch_size=config.train_batch_size,

@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_config(TrainTranslatorConfig, argv, description=__doc__, prog="train_translator.py")
     settings = LossSettings.from_config(config)
     check(config)
+    # Data first: a Hub dataset that cannot be read stops the run before anything is written.
+    unpaired_loader, paired_loader = make_dataloaders(config, settings)
+    fixed_samples = sample_images(config)
     output_dir = Path(config.output_dir)
     accelerator = start_accelerator(output_dir, config.report_to, config.tracker_project_name, config.seed)
 
@@ -210,10 +213,6 @@ def main(argv: list[str] | None = None) -> None:
             logger.warning("vgg_weights=random: the VGG loss compares features of an untrained network (smoke runs)")
         weights = None if config.vgg_weights == "random" else config.vgg_weights
         vgg = VGGPerceptualLoss(weights=weights).to(accelerator.device)
-
-    # Data.
-    unpaired_loader, paired_loader = make_dataloaders(config, settings)
-    fixed_samples = sample_images(config)
 
     # Optimisers: one Adam for G + F + F_s, one for D_U + D_P (per-parameter Adam: the same as the
     # reference's separate optimisers per network).

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from scenimefy.data import DataSourceError
 from scenimefy.models import StyleGAN2Generator
 from scenimefy.training.checks import looks_local
 from scenimefy.training.config import ConfigError
@@ -97,6 +98,9 @@ def test_missing_and_mistyped_data_are_refused_before_anything_loads(place):
     )
     assert refused("generate_pairs", ["--source", "~/gs", "--target", "src"]).startswith("--source ~/gs: no such")
     assert refused("train_translator", ["--resume", "out", *TRANSLATOR]).startswith("--resume out: not a complete")
+    # A Hub id that cannot be read (offline, not cached) is found out before anything is written.
+    with pytest.raises(DataSourceError, match="someone/uncached-photos"):
+        load_script("train_stylegan").main(["--train_data", "someone/uncached-photos", "--output_dir", "out/sg"])
     assert sorted(p.name for p in (place / "out").iterdir()) == []
 
 
