@@ -1,421 +1,62 @@
-"""Pseudo paired data (paper 3.1) kept by segmentation-guided selection (paper 3.2).
+"""Stage 2 of Scenimefy: pseudo pairs from G_s and G_t, kept by segmentation-guided selection.
 
     accelerate launch train/generate_pairs.py --source G_s_dir --target G_t_dir \
         --output_dir pairs/shinkai --num_pairs 30000
 
-Candidate i draws z from its own seed (``seed * 2**32 + i``), maps it with the SOURCE generator's
-mapping network, truncates it (psi = 0.7) towards the source's mean latent, and renders the same
-w with both generators: x_p = G_s(w) (real), y_p = G_t(w) (anime). The pair is kept iff
-L_BCE(y_p, x_p) < max_lbce and x_p shows more than min_classes ADE20K classes.
-
-Candidates are cut into blocks of ``block_size``; process p of P handles blocks p, p+P, ...
-Each finished block leaves a parquet shard (its kept pairs) and then a marker, both written
-under a temporary name and renamed, so a killed run loses at most the blocks in flight and a
-restart resumes from what is on disk. Results depend on the seed and block size only, not on
-batch size or process count. When N pairs are reached the main process keeps exactly the first N
-(in candidate order) and writes the dataset card. Output (``datasets.load_dataset(dir)``):
-
-    data/train-b000000.parquet ...   columns real, anime (Image), seed (int64), lbce (float32),
-                                     classes (int32)
-    README.md                        dataset card (YAML front matter for the Hub)
-    .progress/                       run settings and one marker per finished block
+``--source`` / ``--target``: StyleGAN2 generator folders (or a stage-1 output_dir holding
+``generator/``) or Hub ids. Pair i is candidate seed ``seed * 2**32 + i`` rendered by both
+generators at truncation 0.7, kept iff L_BCE(anime, real) < max_lbce and the real image shows more
+than min_classes ADE20K classes (Mask2Former). The output is a Hub-ready dataset folder
+(``datasets.load_dataset(output_dir)``: real, anime, seed, lbce, classes) with its card; a killed
+run continues when the same command is run again. The logic lives in ``scenimefy.training.pairs``;
+see docs/selection.md.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
-from accelerate import Accelerator
-from datasets import Features, Image, Value
-from PIL import Image as PILImage
-from tqdm.auto import tqdm
 
 import scenimefy  # noqa: F401  (installs the torchvision shim before transformers is imported)
-from scenimefy.data.pixels import to_uint8
-from scenimefy.hub.download import DEFAULT_SEGMENTER, WeightsUnavailableError, download_hub_folder, load_segmenter
-from scenimefy.losses.segmentation import MAX_LBCE, MIN_CLASSES, keep_pairs
-from scenimefy.models.stylegan2 import StyleGAN2Generator
-from scenimefy.training.config import ConfigError, config_to_dict, parse_config
-
-FEATURES = Features(
-    {"real": Image(), "anime": Image(), "seed": Value("int64"), "lbce": Value("float32"), "classes": Value("int32")}
-)
-#: Settings that decide which pairs a run produces; a resumed run must not change them.
-CONTENT_KEYS = (
-    "source",
-    "target",
-    "segmenter",
-    "seg_shortest_edge",
-    "seed",
-    "block_size",
-    "truncation",
-    "mean_latent_samples",
-    "max_lbce",
-    "min_classes",
-    "dtype",
-)
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from scenimefy.hub.download import DEFAULT_SEGMENTER
+from scenimefy.losses.segmentation import MAX_LBCE, MIN_CLASSES
+from scenimefy.training.config import parse_config
+from scenimefy.training.loop import run_script
+from scenimefy.training.pairs import candidate_seed, generate_pairs  # noqa: F401  (candidate_seed: tests)
 
 
 @dataclass
 class GeneratePairsConfig:
     """Generate pseudo pairs from a source and a fine-tuned target StyleGAN2 (Scenimefy stage 2)."""
 
-    source: str = ""  # G_s, trained on real scenes: a StyleGAN2Generator folder or Hub id
-    target: str = ""  # G_t, fine-tuned on anime scenes
-    output_dir: str = "pairs"
+    # Generators and segmenter: local folders or Hub ids.
+    source: str = ""  # G_s, trained on real scenes: a generator folder, a stage-1 output_dir or a Hub id (required)
+    target: str = ""  # G_t, fine-tuned on anime scenes: the same kinds (required)
+    segmenter: str = DEFAULT_SEGMENTER  # Mask2Former Hub id or local folder; tiny: a random one (smoke runs)
+    seg_shortest_edge: int | None = (
+        None  # segment at this shorter side (none: the generator's size, like the reference)
+    )
+
+    # Selection (paper 3.2).
     num_pairs: int = 30000  # pairs to keep (paper: 30,000)
     truncation: float = 0.7  # psi around the source's mean latent (paper 4.1)
-    mean_latent_samples: int = 4096
+    mean_latent_samples: int = 4096  # z samples for the mean latent
     max_lbce: float = MAX_LBCE  # keep iff L_BCE < max_lbce ...
     min_classes: int = MIN_CLASSES  # ... and the real image shows > min_classes classes
-    segmenter: str = DEFAULT_SEGMENTER  # Mask2Former Hub id or local folder
-    seg_shortest_edge: int | None = None  # None: segment at the generator's size, like the reference
+    max_candidates: int | None = None  # give up after this many candidates (none: 20 x num_pairs)
+
+    # Run.
+    output_dir: str = "pairs"  # the dataset folder (resumable: run the same command again)
     seed: int = 0  # candidate i uses seed * 2**32 + i
     block_size: int = 128  # candidates per shard; part of the run's identity
-    batch_size: int = 16  # speed only
-    max_candidates: int | None = None  # give up after this many (default: 20 * num_pairs)
+    batch_size: int = 16  # candidates per forward pass (speed only)
     dtype: str = "float32"  # generators and segmenter: float32, float16, bfloat16
-    license: str = "other"  # for the dataset card: the generators' weights decide it
-
-
-def candidate_seed(base_seed: int, index: int) -> int:
-    return base_seed * 2**32 + index
-
-
-def validate(config: GeneratePairsConfig) -> None:
-    if not config.source or not config.target:
-        raise ConfigError("--source and --target (StyleGAN2 generator folders or Hub ids) are required")
-    if config.num_pairs < 1 or config.block_size < 1 or config.batch_size < 1:
-        raise ConfigError("num_pairs, block_size and batch_size must be positive")
-    if not 0 <= config.seed < 2**31:
-        raise ConfigError("seed must lie in [0, 2**31)")
-    if config.dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
-
-
-# ---------------------------------------------------------------- files on disk
-
-
-def shard_path(out: Path, block: int) -> Path:
-    return out / "data" / f"train-b{block:06d}.parquet"
-
-
-def marker_path(out: Path, block: int) -> Path:
-    return out / ".progress" / f"block-{block:06d}.json"
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename: readers and restarts never see a partial file."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def read_marker(out: Path, block: int) -> dict | None:
-    path = marker_path(out, block)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def start_run(out: Path, config: GeneratePairsConfig) -> None:
-    """Create the folders; refuse to resume a run whose pair-defining settings differ."""
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    (out / ".progress").mkdir(exist_ok=True)
-    settings = {key: config_to_dict(config)[key] for key in CONTENT_KEYS}
-    for key in ("source", "target", "segmenter"):  # one folder, however it is spelled
-        if Path(settings[key]).exists():
-            settings[key] = str(Path(settings[key]).resolve())
-    run_file = out / ".progress" / "run.json"
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        changed = sorted(k for k in CONTENT_KEYS if previous.get(k) != settings[k])
-        if changed:
-            raise ConfigError(
-                f"{out} holds a run with different {changed} ({[previous.get(k) for k in changed]}); "
-                "use another --output_dir or the same settings"
-            )
-    else:
-        atomic_write(run_file, lambda p: p.write_text(json.dumps(settings, indent=1)))
-
-
-def write_rows(path: Path, rows: dict[str, list]) -> None:
-    table = pa.Table.from_pydict(FEATURES.encode_batch(rows), schema=FEATURES.arrow_schema)
-    atomic_write(path, lambda p: pq.write_table(table, p))
-
-
-# ---------------------------------------------------------------- models
-
-
-def load_generator(name: str, device: torch.device, dtype: torch.dtype) -> StyleGAN2Generator:
-    folder = Path(name)
-    if not folder.is_dir():
-        try:
-            folder = download_hub_folder(name)  # the cache only when offline; fails fast
-        except (WeightsUnavailableError, ValueError):
-            raise WeightsUnavailableError(
-                f"StyleGAN2 generator {name!r} is neither a folder nor a reachable Hub repo. Convert the authors' "
-                "checkpoint with `scenimefy convert lhq-220000.pt DIR`, or download the repo once online."
-            ) from None
-    return StyleGAN2Generator.from_pretrained(folder, dtype=dtype).to(device).eval().requires_grad_(False)
-
-
-def png(image: torch.Tensor) -> dict:
-    buffer = io.BytesIO()
-    PILImage.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
-
-
-class PairMaker:
-    """Renders, scores and writes one block of candidates at a time."""
-
-    def __init__(self, config: GeneratePairsConfig, out: Path, device: torch.device) -> None:
-        dtype = DTYPES[config.dtype]
-        self.config, self.out, self.device, self.dtype = config, out, device, dtype
-        self.source = load_generator(config.source, device, dtype)
-        self.target = load_generator(config.target, device, dtype)
-        for key in ("size", "style_dim"):
-            if self.source.config[key] != self.target.config[key]:
-                raise ConfigError(f"source and target generators differ in {key}")
-        self.style_dim = self.source.config["style_dim"]
-        self.segmenter = load_segmenter(config.segmenter, shortest_edge=config.seg_shortest_edge)
-        self.segmenter.to(device, dtype)
-        # The truncation centre from z drawn by a CPU generator: the same on every device and process.
-        cpu_generator = torch.Generator().manual_seed(config.seed)
-        self.mean_w = self.source.mean_latent(config.mean_latent_samples, generator=cpu_generator)
-
-    @torch.inference_mode()
-    def score(self, indices: range) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Candidates ``indices`` -> seeds, real and anime uint8 images, L_BCE, abundance."""
-        seeds = [candidate_seed(self.config.seed, i) for i in indices]
-        z = torch.stack([torch.randn(self.style_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-        w = self.source.mapping(z.to(self.device, self.dtype))
-        w = StyleGAN2Generator.truncate(w, self.mean_w, self.config.truncation)
-        real = to_uint8(self.source(w, noise_mode="const"))
-        anime = to_uint8(self.target(w, noise_mode="const"))
-        lbce, classes = self.segmenter.score_pairs(anime, real)
-        return seeds, real, anime, lbce, classes
-
-    def make_block(self, block: int) -> dict:
-        """Process candidates of ``block``; write its shard (if any pair is kept), then its marker."""
-        cfg = self.config
-        start = block * cfg.block_size
-        rows: dict[str, list] = {name: [] for name in FEATURES}
-        for first in range(start, start + cfg.block_size, cfg.batch_size):
-            indices = range(first, min(first + cfg.batch_size, start + cfg.block_size))
-            seeds, real, anime, lbce, classes = self.score(indices)
-            for j in keep_pairs(lbce, classes, cfg.max_lbce, cfg.min_classes).nonzero().flatten().tolist():
-                rows["real"].append(png(real[j]))
-                rows["anime"].append(png(anime[j]))
-                rows["seed"].append(seeds[j])
-                rows["lbce"].append(float(lbce[j]))
-                rows["classes"].append(int(classes[j]))
-        if rows["seed"]:
-            write_rows(shard_path(self.out, block), rows)
-        record = {"block": block, "candidates": cfg.block_size, "kept": len(rows["seed"])}
-        atomic_write(marker_path(self.out, block), lambda p: p.write_text(json.dumps(record)))
-        return record
-
-
-# ---------------------------------------------------------------- finishing
-
-
-def shard_rows(path: Path) -> int:
-    return pq.read_metadata(path).num_rows if path.is_file() else 0
-
-
-def finalize(out: Path, num_pairs: int, maker: PairMaker) -> int:
-    """Keep exactly the first ``num_pairs`` kept pairs in candidate order; returns how many there are.
-
-    Idempotent: shards past the cut are removed, the shard at the cut is truncated. A shard with
-    fewer rows than needed (truncated by an earlier run that asked for fewer pairs) is redone.
-    """
-    markers = sorted((out / ".progress").glob("block-*.json"))
-    records = {r["block"]: r for r in (json.loads(p.read_text()) for p in markers)}
-    need = num_pairs
-    for block in sorted(records):
-        want = min(records[block]["kept"], need)
-        need -= want
-        path = shard_path(out, block)
-        if shard_rows(path) < want:
-            maker.make_block(block)
-        if want == 0:
-            path.unlink(missing_ok=True)
-        elif shard_rows(path) > want:
-            write_rows(path, pq.read_table(path).slice(0, want).to_pydict())
-    for path in (out / "data").glob("train-b*.parquet"):  # shards of blocks that never finished
-        if int(path.stem[len("train-b") :]) not in records:
-            path.unlink()
-    for path in [*(out / "data").glob(".tmp-*"), *(out / ".progress").glob(".tmp-*")]:  # left by a killed run
-        path.unlink()
-    return num_pairs - need
-
-
-def uncompressed_bytes(path: Path) -> int:
-    meta = pq.read_metadata(path)
-    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-
-
-def size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"
-
-
-def write_card(out: Path, config: GeneratePairsConfig, size: int) -> None:
-    shards = sorted((out / "data").glob("train-b*.parquet"))
-    columns = [pq.read_table(p, columns=["lbce", "classes"]) for p in shards]
-    lbce = np.concatenate([t["lbce"].to_numpy() for t in columns]) if columns else np.zeros(0)
-    classes = np.concatenate([t["classes"].to_numpy() for t in columns]) if columns else np.zeros(0)
-    n = len(lbce)
-    lbce_summary = f"mean {lbce.mean():.4f}, min {lbce.min():.4f}, max {lbce.max():.4f}" if n else "-"
-    records = [json.loads(p.read_text()) for p in (out / ".progress").glob("block-*.json")]
-    candidates, kept = sum(r["candidates"] for r in records), sum(r["kept"] for r in records)
-    num_bytes = sum(uncompressed_bytes(p) for p in shards)
-    download_size = sum(p.stat().st_size for p in shards)
-    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in config_to_dict(config).items())
-    card = f"""---
-license: {config.license}
-task_categories:
-- image-to-image
-tags:
-- scenimefy
-- anime
-- pseudo-paired
-- stylegan2
-size_categories:
-- {size_category(n)}
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: data/train-*
-dataset_info:
-  features:
-  - name: real
-    dtype: image
-  - name: anime
-    dtype: image
-  - name: seed
-    dtype: int64
-  - name: lbce
-    dtype: float32
-  - name: classes
-    dtype: int32
-  splits:
-  - name: train
-    num_bytes: {num_bytes}
-    num_examples: {n}
-  download_size: {download_size}
-  dataset_size: {num_bytes}
----
-
-# Scenimefy pseudo paired data
-
-{n} pseudo pairs (real scene `real`, anime scene `anime`) rendered from the same latent by a
-source StyleGAN2 (`{config.source}`) and its anime fine-tune (`{config.target}`), kept by the
-segmentation-guided selection of Scenimefy (Jiang et al., ICCV 2023, Sec. 3.2): L_BCE < {config.max_lbce}
-and more than {config.min_classes} segmentation classes in the real image (Mask2Former `{config.segmenter}`).
-
-- candidates examined: {candidates}, kept: {kept} (acceptance {kept / max(candidates, 1):.1%})
-- L_BCE of the kept pairs: {lbce_summary}
-- classes in the real image: mean {classes.mean() if n else 0:.2f}
-
-Columns: `real`, `anime` (PNG, {size}x{size}),
-`seed` (z = `torch.randn(style_dim, generator=torch.Generator().manual_seed(seed))`, then the
-source mapping and truncation psi = {config.truncation} towards the mean of {config.mean_latent_samples} mapped z),
-`lbce` (semantic consistency, lower is better), `classes` (distinct classes in `real`).
-
-```python
-from datasets import load_dataset
-pairs = load_dataset("{config.output_dir}", split="train")  # or the Hub repo id after upload
-```
-
-## Generation settings
-
-| setting | value |
-|---|---|
-{settings}
-
-## Citation
-
-```bibtex
-@inproceedings{{jiang2023scenimefy,
-  title={{Scenimefy: Learning to Craft Anime Scene via Semi-Supervised Image-to-Image Translation}},
-  author={{Jiang, Yuxin and Jiang, Liming and Yang, Shuai and Loy, Chen Change}},
-  booktitle={{ICCV}},
-  year={{2023}}
-}}
-```
-"""
-    atomic_write(out / "README.md", lambda p: p.write_text(card))
-
-
-# ---------------------------------------------------------------- main
+    license: str = "auto"  # dataset card licence; auto: the generators' (S-Lab if derived from the authors')
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(GeneratePairsConfig, argv, description=__doc__)
-    validate(config)
-    accelerator = Accelerator()
-    out = Path(config.output_dir)
-    maker = PairMaker(config, out, accelerator.device)  # bad model paths fail before anything is written
-    if accelerator.is_main_process:
-        start_run(out, config)
-        print(
-            f"generating {config.num_pairs} pairs with {accelerator.num_processes} process(es) on {accelerator.device}"
-        )
-    accelerator.wait_for_everyone()
-
-    max_candidates = config.max_candidates if config.max_candidates is not None else 20 * config.num_pairs
-    num_blocks = math.ceil(max_candidates / config.block_size)
-    procs, rank = accelerator.num_processes, accelerator.process_index
-    kept = candidates = 0
-    bar = tqdm(total=config.num_pairs, desc="pairs", unit="pair", disable=not accelerator.is_main_process)
-    for first in range(0, num_blocks, procs):  # one round: blocks first .. first + procs - 1
-        block = first + rank
-        record = {"kept": 0, "candidates": 0}
-        if block < num_blocks:
-            record = read_marker(out, block) or maker.make_block(block)
-        counts = accelerator.gather(torch.tensor([[record["kept"], record["candidates"]]], device=accelerator.device))
-        kept, candidates = kept + int(counts[:, 0].sum()), candidates + int(counts[:, 1].sum())
-        bar.update(min(kept, config.num_pairs) - bar.n)
-        bar.set_postfix(accept=f"{kept / max(candidates, 1):.1%}", candidates=candidates)
-        if kept >= config.num_pairs:
-            break
-    bar.close()
-
-    accelerator.wait_for_everyone()
-    status = 0
-    if accelerator.is_main_process:
-        written = finalize(out, config.num_pairs, maker)
-        write_card(out, config, maker.source.config["size"])
-        if written < config.num_pairs:
-            print(
-                f"warning: only {written} of {config.num_pairs} pairs passed the selection in {candidates} "
-                "candidates; raise --max_candidates or loosen --max_lbce / --min_classes",
-                file=sys.stderr,
-            )
-            status = 1
-        else:
-            print(f"{written} pairs ({kept / max(candidates, 1):.1%} of {candidates} candidates kept) -> {out}")
-    accelerator.wait_for_everyone()
-    return status
+    config = parse_config(GeneratePairsConfig, argv, description=__doc__, prog="generate_pairs.py")
+    return generate_pairs(config)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ConfigError, WeightsUnavailableError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "generate_pairs.py")

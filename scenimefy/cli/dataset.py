@@ -8,6 +8,7 @@ import sys
 
 def _dataset_anime(args: argparse.Namespace) -> int:
     from scenimefy.data.anime import build_anime_dataset
+    from scenimefy.hub.cards import render
 
     report = build_anime_dataset(
         args.frame_list,
@@ -17,6 +18,7 @@ def _dataset_anime(args: argparse.Namespace) -> int:
         image_format=args.format,
         allow_missing_films=args.skip_missing,
         sequential=args.sequential,
+        render_card=render,
     )
     done = f"{report.decoded_frames} frames decoded, {report.skipped_frames} already done"
     print(f"{report.images} images ({done}) -> {report.out}")

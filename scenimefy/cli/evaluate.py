@@ -70,7 +70,7 @@ def _evaluate_table(args: argparse.Namespace) -> int:
         kid_subsets_n=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
     )
-    table = markdown_table(rows)
+    table = markdown_table(rows, args.metrics)
     ref_n = rows[0].extra.get("reference_images")
     print(
         table

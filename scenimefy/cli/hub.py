@@ -147,13 +147,15 @@ def add_publish(sub) -> None:
             k.add_argument(
                 "--training-config",
                 default=None,
-                help="training config file (default: training_config.* next to the folder)",
+                help="training config file (default: training_config.* in the folder or its parent, as the "
+                "training scripts write it)",
             )
             k.add_argument(
-                "--license", default="s-lab", help="s-lab (weights derived from the authors', default) or an SPDX id"
+                "--license",
+                default=None,
+                help="s-lab (weights derived from the authors') or an SPDX id; default: the licence in the folder's "
+                "training record (training_config.json), else s-lab",
             )
         if kind == "translator":
             k.add_argument("--style", default=None, help="style name for the card and tags (e.g. hosoda)")
-        k.set_defaults(
-            handler=_publish, metric=[], metrics_file=None, training_config=None, license="s-lab", style=None
-        )
+        k.set_defaults(handler=_publish, metric=[], metrics_file=None, training_config=None, license=None, style=None)

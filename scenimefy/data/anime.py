@@ -21,7 +21,8 @@ numbers) and ``frame_extract.py``. This module does what that script does, with 
 
 Output, an image dataset ``datasets.load_dataset(OUT)`` reads (imagefolder + metadata)::
 
-    OUT/README.md                                   dataset card (do-not-redistribute notice)
+    OUT/README.md                                   dataset card (do-not-redistribute notice), written
+                                                    by the card writer passed as ``render_card``
     OUT/train/metadata.jsonl                        file_name, film, frame, crop, crop_index, x, ...
     OUT/train/<film-slug>/frame_<frame:06d>_<crop_index>.png
 
@@ -35,7 +36,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -245,8 +246,12 @@ def build_anime_dataset(
     allow_missing_films: bool = False,
     sequential: bool = False,
     progress: bool = True,
+    render_card: Callable[..., str],
 ) -> BuildReport:
     """Extract and crop the listed frames into an image dataset at ``out`` (see module docstring).
+
+    ``render_card`` is the card writer, ``scenimefy.hub.cards.render`` (``data`` does not import
+    ``hub``): it turns :func:`dataset_card`'s front matter, title and sections into ``README.md``.
 
     Raises :class:`AnimeDatasetError` listing the titles without a file in ``films_dir`` unless
     ``allow_missing_films`` (then they are skipped and reported).
@@ -299,7 +304,8 @@ def build_anime_dataset(
     rows = listed()
     report.images = len(rows)
     _write_text_atomic(data_dir / "metadata.jsonl", _jsonl(rows))
-    _write_text_atomic(out / "README.md", dataset_card(report, frames, size))
+    front, title, sections = dataset_card(report, frames, size)
+    _write_text_atomic(out / "README.md", render_card(front, title, sections, license=None))
     return report
 
 
@@ -331,40 +337,35 @@ def _row(name: str, title: str, n: int, crop: str, x: int, shape: tuple) -> dict
     }
 
 
-def dataset_card(report: BuildReport, frames: dict[str, list[int]], size: int | None) -> str:
+def dataset_card(report: BuildReport, frames: dict[str, list[int]], size: int | None) -> tuple[dict, str, list[str]]:
+    """What the dataset's card says: (front matter with the do-not-redistribute key, title, sections:
+    the copyright notice, films used, columns); the card writer renders it."""
     films = [t for t in frames if t not in report.missing_films]
-    front = (
-        "---\nlicense: other\nlicense_name: film-frames-personal-research-use\npretty_name: Scenimefy anime scenes (rebuilt locally)\n"
-        "task_categories:\n- image-to-image\ntags:\n- anime\n- scenimefy\n"
-        f"{NO_REDISTRIBUTION_KEY}: false\n---\n\n"
-    )
-    lines = [
-        "# Anime scene dataset of Scenimefy (rebuilt from your own films)",
-        "",
-        "**Copyright.** These images are frames of commercial films. Build this dataset only from copies of the films you "
-        "own, use it for research, and do not redistribute it (no public Hub upload: `scenimefy publish dataset` refuses "
-        "to make it public).",
-        "",
-        f"Built by `scenimefy dataset anime` from the frame list of Scenimefy (Jiang et al., ICCV 2023): {report.images} "
-        f"images = frames x 3 square crops (left, centre, right; side = frame height"
-        + (f", resized to {size}x{size}" if size else "")
-        + ").",
-        "",
-        "| Film | Frames listed | Frames missing |",
-        "| :--- | ---: | ---: |",
-    ]
+    front = {
+        "license": "other",
+        "license_name": "film-frames-personal-research-use",
+        "pretty_name": "Scenimefy anime scenes (rebuilt locally)",
+        "task_categories": ["image-to-image"],
+        "tags": ["anime", "scenimefy"],
+        NO_REDISTRIBUTION_KEY: False,
+    }
+    rows = []
     for title in frames:
         state = "no file" if title in report.missing_films else str(len(report.missing_frames.get(title, [])))
-        lines.append(f"| {title} | {len(frames[title])} | {state} |")
-    lines += [
-        "",
+        rows.append(f"| {title} | {len(frames[title])} | {state} |")
+    sections = [
+        "**Copyright.** These images are frames of commercial films. Build this dataset only from copies of the films "
+        "you own, use it for research, and do not redistribute it (no public Hub upload: `scenimefy publish dataset` "
+        "refuses to make it public).\n",
+        "Built by `scenimefy dataset anime` from the frame list of Scenimefy (Jiang et al., ICCV 2023): "
+        f"{report.images} images = frames x 3 square crops (left, centre, right; side = frame height"
+        + (f", resized to {size}x{size}" if size else "")
+        + ").\n",
+        "| Film | Frames listed | Frames missing |\n| :--- | ---: | ---: |\n" + "\n".join(rows) + "\n",
         "Columns: `image`, `film`, `frame` (0-based decoded-frame index, as OpenCV's `CAP_PROP_POS_FRAMES`), `crop` "
-        "(left / centre / right), `crop_index` (0 / 1 / 2, as in the authors' `frame_<n>_<i>.png`), `x` (crop offset in "
-        "the source frame), `source_width`, `source_height`.",
-        "",
-        '```python\nimport datasets\nds = datasets.load_dataset("<this folder>", split="train")\n```',
-        "",
-        f"Films used: {len(films)} of {len(frames)}.",
-        "",
+        "(left / centre / right), `crop_index` (0 / 1 / 2, as in the authors' `frame_<n>_<i>.png`), `x` (crop offset "
+        "in the source frame), `source_width`, `source_height`.\n",
+        '```python\nimport datasets\n\nds = datasets.load_dataset("<this folder>", split="train")\n```\n',
+        f"Films used: {len(films)} of {len(frames)}.\n",
     ]
-    return front + "\n".join(lines)
+    return front, "Anime scene dataset of Scenimefy (rebuilt from your own films)", sections

@@ -275,6 +275,13 @@ def kid_subsets(n1: int, n2: int, num_subsets: int, subset_size: int, seed: int)
     return [(rng.choice(n1, m, replace=False), rng.choice(n2, m, replace=False)) for _ in range(num_subsets)]
 
 
+def kid_subsets_differ(n1: int, n2: int, subset_size: int = KID_SUBSET_SIZE) -> bool:
+    """False when every KID subset holds all images of both sets (both no larger than the subset
+    size and equal in number): the subsets are then identical and the spread is not a spread."""
+    m = min(n1, n2, subset_size)
+    return not (m == n1 and m == n2)
+
+
 def kernel_inception_distance(
     features1: np.ndarray,
     features2: np.ndarray,
@@ -282,18 +289,23 @@ def kernel_inception_distance(
     num_subsets: int = KID_SUBSETS,
     subset_size: int = KID_SUBSET_SIZE,
     seed: int = 0,
-) -> tuple[float, float]:
-    """(mean, std) over subsets of the unbiased MMD^2 with kernel (x.y / d + 1)^3."""
+) -> tuple[float, float | None]:
+    """(mean, std) over subsets of the unbiased MMD^2 with kernel (x.y / d + 1)^3.
+
+    std is None when the subsets cannot differ (:func:`kid_subsets_differ`): every subset is then
+    the whole of both sets and one value is computed, not ``num_subsets`` copies of it.
+    """
     d = features1.shape[1]
+    differ = kid_subsets_differ(len(features1), len(features2), subset_size)
     values = []
-    for i1, i2 in kid_subsets(len(features1), len(features2), num_subsets, subset_size, seed):
+    for i1, i2 in kid_subsets(len(features1), len(features2), num_subsets if differ else 1, subset_size, seed):
         x, y = features1[i1], features2[i2]
         m = len(x)
         kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
         # Unbiased: the diagonals k(x_i, x_i) are left out of the within-set means.
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values.append(within - 2 * kxy.mean())
-    return float(np.mean(values)), float(np.std(values))
+    return float(np.mean(values)), (float(np.std(values)) if differ else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,7 +317,7 @@ class Row:
     method: str
     images: int = 0
     fid: float | None = None
-    kid: tuple[float, float] | None = None  # (mean, std)
+    kid: tuple[float, float | None] | None = None  # (mean, std); std None: one subset, no spread
     lbce: float | None = None
     extra: dict = field(default_factory=dict)
 
@@ -357,15 +369,54 @@ def evaluate_methods(
     return rows
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    """The rows as a markdown table in the layout of the paper's Table 1 (lower is better)."""
-    lines = ["| Method | FID ↓ | KID ×10³ ↓ | L_BCE ↓ |", "| :--- | ---: | ---: | ---: |"]
+#: Table columns: metric -> (header, cell formatter of a Row, or None when the row lacks it).
+_COLUMNS = {
+    "fid": ("FID ↓", lambda r: None if r.fid is None else f"{r.fid:.2f}"),
+    "kid": ("KID ×10³ ↓", lambda r: None if r.kid is None else _kid_cell(r.kid)),
+    "lbce": ("L_BCE ↓", lambda r: None if r.lbce is None else f"{r.lbce:.4f}"),
+}
+
+
+def _kid_cell(kid: tuple[float, float | None]) -> str:
+    mean, std = kid
+    return f"{mean * 1e3:.2f} ± {std * 1e3:.2f}" if std is not None else f"{mean * 1e3:.2f} (no spread¹)"
+
+
+def markdown_table(rows: Sequence[Row], metrics: Sequence[str] | None = None) -> str:
+    """The rows as a markdown table in the layout of the paper's Table 1 (lower is better).
+
+    Columns: the ``metrics`` asked for, in Table 1's order; None: those any row has a value for.
+    A KID without spread gets a footnote saying why.
+    """
+    wanted = set(metrics) if metrics is not None else {m for m, (_, cell) in _COLUMNS.items() for r in rows if cell(r)}
+    columns = [m for m in _COLUMNS if m in wanted]
+    lines = [
+        "| Method | " + " | ".join(_COLUMNS[m][0] for m in columns) + " |",
+        "| :--- |" + " ---: |" * len(columns),
+    ]
     for row in rows:
-        fid = f"{row.fid:.2f}" if row.fid is not None else "—"
-        kid = f"{row.kid[0] * 1e3:.2f} ± {row.kid[1] * 1e3:.2f}" if row.kid is not None else "—"
-        lbce = f"{row.lbce:.4f}" if row.lbce is not None else "—"
-        lines.append(f"| {row.method} | {fid} | {kid} | {lbce} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {row.method} | " + " | ".join(_COLUMNS[m][1](row) or "—" for m in columns) + " |")
+    table = "\n".join(lines) + "\n"
+    if "kid" in columns and any(r.kid is not None and r.kid[1] is None for r in rows):
+        table += (
+            "\n¹ Both sets have no more images than the KID subset size, so every subset is the whole of both "
+            "sets: one value, no spread. Use more images (or a smaller --kid-subset-size) for a spread.\n"
+        )
+    return table
+
+
+def rows_from_json(items: Sequence[dict]) -> list[Row]:
+    """Rows back from :func:`rows_to_json` (``scenimefy evaluate --json``)."""
+    return [
+        Row(
+            r["method"],
+            images=r.get("images") or 0,
+            fid=r.get("fid"),
+            lbce=r.get("lbce"),
+            kid=(r["kid"], r.get("kid_std")) if r.get("kid") is not None else None,
+        )
+        for r in items
+    ]
 
 
 def rows_to_json(rows: Sequence[Row]) -> str:

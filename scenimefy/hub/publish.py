@@ -5,10 +5,12 @@
     scenimefy publish translator DIR REPO_ID --dry-run OUT      # writes what would be uploaded
 
 Each call first stages the repository: the files that belong in it (nothing else from the source
-folder) plus a generated ``README.md`` card. ``dry_run_dir`` writes exactly that folder and
-uploads nothing; otherwise the staged folder goes up with ``create_repo`` + ``upload_folder``.
-The token is huggingface_hub's (``HF_TOKEN`` or ``hf auth login``, formerly
-``huggingface-cli login``); this module never reads it except to blank it out of error messages.
+folder) plus a ``README.md`` from the one card writer, ``scenimefy.hub.cards``. ``dry_run_dir``
+writes exactly that folder and uploads nothing; otherwise the staged folder goes up with
+``create_repo`` + ``upload_folder``: the one upload path of the toolkit (the training scripts'
+``--push_to_hub`` too), with the offline check and the token kept out of every message. The token
+is huggingface_hub's (``HF_TOKEN`` or ``hf auth login``); this module never reads it except to
+blank it out of error messages.
 """
 
 from __future__ import annotations
@@ -23,26 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from scenimefy.hub import download
+from scenimefy.hub import cards, download
 
 logger = logging.getLogger(__name__)
 
-PAPER_URL = "https://arxiv.org/abs/2308.12968"
-CODE_URL = "https://github.com/Yuxinn-J/Scenimefy"
-S_LAB_LINK = "https://github.com/Yuxinn-J/Scenimefy/blob/main/LICENSE.md"
-CITATION = """@inproceedings{jiang2023scenimefy,
-  title={Scenimefy: Learning to Craft Anime Scene via Semi-Supervised Image-to-Image Translation},
-  author={Jiang, Yuxin and Jiang, Liming and Yang, Shuai and Loy, Chen Change},
-  booktitle={ICCV},
-  year={2023}
-}"""
-#: ``license="s-lab"``: weights derived from the authors' release (converted or fine-tuned).
-S_LAB = "s-lab"
+S_LAB = cards.S_LAB
 #: A dataset card with this key set to false must not go to a public repo (frames of films).
 NO_REDISTRIBUTION_KEY = "scenimefy_redistributable"
-_TRAINING_CONFIG_NAMES = ("training_config.json", "training_config.yaml", "training_config.yml")
+_TRAINING_CONFIG_NAMES = (cards.TRAINING_RECORD, "training_config.yaml", "training_config.yml")
 
 
 class PublishError(ValueError):
@@ -72,33 +62,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _license_front_matter(license: str) -> dict[str, str]:
-    if license == S_LAB:
-        return {"license": "other", "license_name": "s-lab-license-1.0", "license_link": S_LAB_LINK}
-    return {"license": license}
-
-
-def _license_section(license: str, subject: str) -> str:
-    if license == S_LAB:
-        return (
-            f"## License\n\n{subject} are released under the [S-Lab License 1.0]({S_LAB_LINK}) of the Scenimefy "
-            "authors' release: **non-commercial use only**, and redistributions (weights converted from or fine-tuned "
-            "on the authors' release included) must keep it. The Scenimefy toolkit code that loads them is Apache-2.0.\n"
-        )
-    return (
-        f"## License\n\n{subject}: `{license}`. If they were converted from or fine-tuned on the Scenimefy "
-        f"authors' weights, the [S-Lab License 1.0]({S_LAB_LINK}) (non-commercial) applies instead.\n"
-    )
-
-
-def _card(front_matter: Mapping[str, Any], body: str) -> str:
-    return "---\n" + yaml.safe_dump(dict(front_matter), sort_keys=False, allow_unicode=True) + "---\n\n" + body
-
-
-def _citation_section() -> str:
-    return f"## Citation\n\n[Paper]({PAPER_URL}) · [authors' code]({CODE_URL})\n\n```bibtex\n{CITATION}\n```\n"
-
-
 def load_metrics(metrics: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike | None) -> Any:
     """Metrics as given, or read from a JSON file (e.g. ``scenimefy evaluate --json``)."""
     if metrics is None or isinstance(metrics, (Mapping, list, tuple)):
@@ -110,48 +73,41 @@ def load_metrics(metrics: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str 
         raise PublishError(f"metrics file {path}: {err}") from None
 
 
-def metrics_table(metrics: Any) -> str:
-    """A markdown table: ``{name: value}`` as two columns, ``evaluate --json`` rows as Table 1."""
-    if isinstance(metrics, Mapping) and {"metric", "mean"} <= set(metrics):  # evaluate --metric lbce --json
-        metrics = {str(metrics["metric"]).upper().replace("LBCE", "L_BCE"): metrics["mean"]}
-    if isinstance(metrics, Mapping):
-        lines = ["| Metric | Value |", "| :--- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
-        return "\n".join(lines) + "\n"
-    if isinstance(metrics, (list, tuple)) and all(isinstance(r, Mapping) and "method" in r for r in metrics):
-        from scenimefy.evaluation.fid import Row, markdown_table
-
-        rows = [
-            Row(
-                r["method"],
-                fid=r.get("fid"),
-                lbce=r.get("lbce"),
-                kid=(r["kid"], r.get("kid_std") or 0.0) if r.get("kid") is not None else None,
-            )
-            for r in metrics
-        ]
-        return markdown_table(rows)
-    raise PublishError("metrics must be {name: value} or the rows written by `scenimefy evaluate --json`")
-
-
 def _training_config(folder: Path, given: Mapping[str, Any] | str | os.PathLike | None) -> tuple[str, str] | None:
     """(repo file name, text) of the training config: as given, else a ``training_config.*``
     file in the folder or its parent (a training run's output_dir)."""
     if isinstance(given, Mapping):
-        return "training_config.json", json.dumps(dict(given), indent=2, default=str) + "\n"
+        return cards.TRAINING_RECORD, json.dumps(dict(given), indent=2, default=str) + "\n"
     if given is not None:
         path = Path(given)
         if not path.is_file():
             raise PublishError(f"training config {path}: no such file")
         suffix = ".json" if path.suffix == ".json" else ".yaml"
         return "training_config" + suffix, path.read_text(encoding="utf-8")
-    for candidate in (folder / name for name in _TRAINING_CONFIG_NAMES):
-        if candidate.is_file():
-            return candidate.name, candidate.read_text(encoding="utf-8")
-    for candidate in (folder.parent / name for name in _TRAINING_CONFIG_NAMES):
-        if candidate.is_file():
-            return candidate.name, candidate.read_text(encoding="utf-8")
-    return None
+    found = [where / name for where in (folder, folder.parent) for name in _TRAINING_CONFIG_NAMES]
+    path = next((p for p in found if p.is_file()), None)
+    return (path.name, path.read_text(encoding="utf-8")) if path else None
+
+
+def _card_inputs(out: Path, src: Path, metrics: Any, training_config: Any, license: str | None):
+    """Write metrics.json and the training config into ``out``; returns (metrics table, record,
+    config file name, licence). ``license=None``: the training record's, else S-Lab."""
+    metrics = load_metrics(metrics)
+    table = None
+    if metrics:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        try:
+            table = cards.metrics_table(metrics)
+        except ValueError as err:
+            raise PublishError(str(err)) from None
+    config = _training_config(src, training_config)
+    record = None
+    if config:
+        (out / config[0]).write_text(config[1])
+        record = cards.parse_record(config[1]) if config[0].endswith(".json") else None
+    if license is None:
+        license = str(record["license"]) if record and record.get("license") else S_LAB
+    return table, record, config[0] if config else None, license
 
 
 def _model_folders(folder: Path) -> list[Path]:
@@ -176,7 +132,7 @@ def _check_safetensors(path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Staging per kind: each writes ``out`` and returns the card's repository type.
+# Staging per kind: each writes ``out``.
 
 
 def stage_translator(
@@ -189,7 +145,7 @@ def stage_translator(
     description: str | None = None,
     metrics: Any = None,
     training_config: Mapping[str, Any] | str | os.PathLike | None = None,
-    license: str = S_LAB,
+    license: str | None = None,
 ) -> None:
     """Stage a translator folder (config.json + safetensors, or a run's ``translator/``) into ``out``."""
     from scenimefy.models.translator import ScenimefyTranslator
@@ -208,53 +164,24 @@ def stage_translator(
     out = Path(out)
     for path in [src / "config.json", *sorted(src.glob("*.safetensors"))]:
         _link_or_copy(path, out / path.name)
-    metrics = load_metrics(metrics)
-    config = _training_config(src, training_config)
-    sections = []
-    if metrics:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        sections.append(
-            "## Metrics\n\n"
-            + metrics_table(metrics)
-            + "\nFID/KID against the anime reference set, L_BCE against the source photos (`scenimefy evaluate`, docs/evaluation.md).\n"
-        )
-    if config:
-        (out / config[0]).write_text(config[1])
-        sections.append(
-            f"## Training\n\nTrained with `train/train_translator.py` of the Scenimefy toolkit; the full configuration is in [`{config[0]}`]({config[0]}).\n"
-        )
-    cfg = model.config
+    table, record, config_file, license = _card_inputs(out, src, metrics, training_config, license)
     if style and title is None:
         from scenimefy.hub.styles import styles
 
         known = styles().get(style.lower())
         title = f"Scenimefy translator: {known.title if known else style} style"
-    style_line = (
-        f"\n# or, as the `{style}` style of the app and CLI (no code change):\n# export SCENIMEFY_STYLE_{style.upper()}={repo_id}"
-        if style
-        else ""
+    card = cards.translator_card(
+        dict(model.config),
+        repo_id,
+        license=license,
+        style=style,
+        title=title,
+        description=description,
+        metrics=table,
+        record=record,
+        config_file=config_file,
     )
-    body = (
-        f"# {title or 'Scenimefy translator'}\n\n"
-        + (description + "\n\n" if description else "")
-        + f"Photo → anime-scene translator of *Scenimefy* (Jiang et al., ICCV 2023): the CUT ResNet generator "
-        f"(ngf {cfg.ngf}, {cfg.n_blocks} residual blocks), saved as `config.json` + safetensors.\n\n"
-        "## Usage\n\n```python\nfrom scenimefy import ScenimefyPipeline\n\n"
-        f'pipe = ScenimefyPipeline.from_pretrained("{repo_id}")\nimage = pipe("photo.jpg")  # PIL in, PIL out\nimage.save("anime.png")\n```\n\n'
-        f"```bash\nscenimefy stylize photos/ -o anime/ --weights {repo_id}{style_line}\n```\n\n"
-        + "\n".join(sections)
-        + "\n"
-        + _license_section(license, "These weights")
-        + "\n"
-        + _citation_section()
-    )
-    front = {
-        **_license_front_matter(license),
-        "library_name": "scenimefy",
-        "pipeline_tag": "image-to-image",
-        "tags": ["scenimefy", "anime", "image-to-image", "style-transfer", *([style] if style else [])],
-    }
-    (out / "README.md").write_text(_card(front, body), encoding="utf-8")
+    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def stage_stylegan2(
@@ -266,7 +193,7 @@ def stage_stylegan2(
     description: str | None = None,
     metrics: Any = None,
     training_config: Mapping[str, Any] | str | os.PathLike | None = None,
-    license: str = S_LAB,
+    license: str | None = None,
 ) -> None:
     """Stage StyleGAN2 networks: a folder with config.json + safetensors, or one whose
     subfolders are (``generator/``, ``discriminator/`` as ``train_stylegan.py`` and
@@ -276,7 +203,7 @@ def stage_stylegan2(
     if not models:
         raise PublishError(f"{folder}: no config.json + *.safetensors in it or in its subfolders")
     out = Path(out)
-    usage = []
+    networks = []
     for model_dir in models:
         rel = "" if model_dir == src else model_dir.name
         try:
@@ -287,49 +214,19 @@ def stage_stylegan2(
             _check_safetensors(path)
             _link_or_copy(path, out / rel / path.name)
         _link_or_copy(model_dir / "config.json", out / rel / "config.json")
-        cls = config.get("_class_name", "StyleGAN2Generator")
-        sub = f', subfolder="{rel}"' if rel else ""
-        usage.append(f'{rel or "model"} = {cls}.from_pretrained("{repo_id}"{sub})')
-    classes = sorted({line.split(" = ")[1].split(".")[0] for line in usage})
-    metrics = load_metrics(metrics)
-    config_file = _training_config(src, training_config)
-    sections = []
-    if metrics:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        sections.append("## Metrics\n\n" + metrics_table(metrics))
-    if config_file:
-        (out / config_file[0]).write_text(config_file[1])
-        sections.append(f"## Training\n\nConfiguration: [`{config_file[0]}`]({config_file[0]}).\n")
-    body = (
-        f"# {title or 'Scenimefy StyleGAN2'}\n\n"
-        + (description + "\n\n" if description else "")
-        + "StyleGAN2 network(s) of *Scenimefy* stage 1 (pseudo-pair generation, Jiang et al., ICCV 2023), "
-        "saved as `config.json` + safetensors.\n\n## Usage\n\n```python\n"
-        f"from scenimefy.models import {', '.join(classes)}\n\n"
-        + "\n".join(usage)
-        + "\n```\n\n"
-        + "\n".join(sections)
-        + "\n"
-        + _license_section(license, "These weights")
-        + "\n"
-        + _citation_section()
+        networks.append((rel, config.get("_class_name", "StyleGAN2Generator")))
+    table, record, config_file, license = _card_inputs(out, src, metrics, training_config, license)
+    card = cards.stylegan_card(
+        networks,
+        repo_id,
+        license=license,
+        title=title,
+        description=description,
+        metrics=table,
+        record=record,
+        config_file=config_file,
     )
-    front = {
-        **_license_front_matter(license),
-        "library_name": "scenimefy",
-        "pipeline_tag": "unconditional-image-generation",
-        "tags": ["scenimefy", "stylegan2", "anime", "unconditional-image-generation"],
-    }
-    (out / "README.md").write_text(_card(front, body), encoding="utf-8")
-
-
-def _front_matter(card: str) -> dict:
-    if not card.startswith("---"):
-        return {}
-    try:
-        return yaml.safe_load(card.split("---", 2)[1]) or {}
-    except yaml.YAMLError:
-        return {}
+    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def stage_dataset(
@@ -340,7 +237,7 @@ def stage_dataset(
     private_repo: bool = False,
     title: str | None = None,
     description: str | None = None,
-    license: str = "other",
+    license: str | None = None,
 ) -> None:
     """Stage a dataset folder (its README card kept, or a minimal one written) with all its files."""
     src = Path(folder)
@@ -354,7 +251,7 @@ def stage_dataset(
         raise PublishError(f"{folder}: no data files")
     card_path = src / "README.md"
     card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-    if _front_matter(card).get(NO_REDISTRIBUTION_KEY) is False and not private_repo:
+    if cards.front_matter(card).get(NO_REDISTRIBUTION_KEY) is False and not private_repo:
         raise PublishError(
             f"{folder}: its card says the data may not be redistributed (frames of commercial films); "
             "a public upload is refused. Use a private repo (--private) for your own copies."
@@ -363,12 +260,13 @@ def stage_dataset(
     for path in data:
         _link_or_copy(path, out / path.relative_to(src))
     if not card:
-        body = f"# {title or repo_id.split('/')[-1]}\n\n" + (description + "\n\n" if description else "")
-        body += (
-            f'Load with:\n\n```python\nimport datasets\nds = datasets.load_dataset("{repo_id}")\n```\n\n'
-            + _citation_section()
+        usage = f'Load with:\n\n```python\nimport datasets\nds = datasets.load_dataset("{repo_id}")\n```\n'
+        card = cards.render(
+            {"license": license or "other", "tags": ["scenimefy", "anime"], "task_categories": ["image-to-image"]},
+            title or repo_id.split("/")[-1],
+            [description or "", usage],
+            license=None,
         )
-        card = _card({"license": license, "tags": ["scenimefy", "anime"], "task_categories": ["image-to-image"]}, body)
     (out / "README.md").write_text(card, encoding="utf-8")
 
 
@@ -457,7 +355,7 @@ def publish_translator(
     description: str | None = None,
     metrics: Any = None,
     training_config: Mapping[str, Any] | str | os.PathLike | None = None,
-    license: str = S_LAB,
+    license: str | None = None,
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload Scenimefy translator",
@@ -466,9 +364,12 @@ def publish_translator(
     """Publish a translator folder as a model repo (what ``train_translator.py --push_to_hub`` calls).
 
     ``metrics``: ``{name: value}``, ``evaluate --json`` rows, or a JSON file of either.
-    ``training_config``: a dict, a file, or None to pick up ``training_config.*`` next to the folder.
-    ``license``: ``"s-lab"`` (default: weights derived from the authors') or an SPDX id.
+    ``training_config``: a dict, a file, or None to pick up ``training_config.*`` next to the folder
+    (the training record ``train_translator.py`` writes there: what was trained, on what, licence).
+    ``license``: ``"s-lab"`` (weights derived from the authors'), an SPDX id, or None: the training
+    record's licence, else ``"s-lab"``.
     """
+    card = {"title": title, "description": description, "metrics": metrics, "training_config": training_config}
     return _publish(
         stage_translator,
         folder,
@@ -479,11 +380,8 @@ def publish_translator(
         token=token,
         message=commit_message,
         style=style,
-        title=title,
-        description=description,
-        metrics=metrics,
-        training_config=training_config,
         license=license,
+        **card,
     )
 
 
@@ -495,13 +393,16 @@ def publish_stylegan2(
     description: str | None = None,
     metrics: Any = None,
     training_config: Mapping[str, Any] | str | os.PathLike | None = None,
-    license: str = S_LAB,
+    license: str | None = None,
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload Scenimefy StyleGAN2",
     dry_run_dir: str | os.PathLike | None = None,
 ) -> PublishResult:
-    """Publish StyleGAN2 networks (config.json + safetensors folders) as a model repo."""
+    """Publish StyleGAN2 networks (config.json + safetensors folders) as a model repo (what the
+    StyleGAN2 scripts' ``--push_to_hub`` calls); ``license`` and ``training_config`` as for
+    :func:`publish_translator`."""
+    card = {"title": title, "description": description, "metrics": metrics, "training_config": training_config}
     return _publish(
         stage_stylegan2,
         folder,
@@ -511,11 +412,8 @@ def publish_stylegan2(
         private=private,
         token=token,
         message=commit_message,
-        title=title,
-        description=description,
-        metrics=metrics,
-        training_config=training_config,
         license=license,
+        **card,
     )
 
 
@@ -525,7 +423,7 @@ def publish_dataset(
     *,
     title: str | None = None,
     description: str | None = None,
-    license: str = "other",
+    license: str | None = None,
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload dataset",
@@ -533,6 +431,7 @@ def publish_dataset(
 ) -> PublishResult:
     """Publish a dataset folder (README card + data files) as a dataset repo. Datasets whose card
     forbids redistribution (``scenimefy dataset anime`` output) only go to private repos."""
+    card = {"title": title, "description": description, "license": license}
     return _publish(
         stage_dataset,
         folder,
@@ -542,8 +441,6 @@ def publish_dataset(
         private=private,
         token=token,
         message=commit_message,
-        title=title,
-        description=description,
-        license=license,
         private_repo=private,
+        **card,
     )

@@ -1,8 +1,12 @@
 """Training the three stages of the paper (the ``train/`` scripts are thin wrappers around these).
 
-- ``config``: one typed dataclass per stage, filled from YAML and ``--key value`` flags
+- ``config``: one typed dataclass per stage, filled from YAML and ``--key value`` flags; its ``--help``
+- ``checks``: start-up checks (data paths, contradicting settings), before anything loads or is written
+- ``loop``: what every script does around its loop: the Accelerator, resume, Ctrl-C, one-line errors
 - ``checkpoints``: accelerate checkpoints, ``--resume latest``
 - ``tracking``: the JSON-lines metrics tracker and the accelerate trackers a run reports to
 - ``stylegan``: stage 1, StyleGAN2 training and semantic-constrained fine-tuning (G_s, G_t)
-- ``translator``: stage 3, the semi-supervised translator (losses, networks, one train step)
+- ``pairs``: stage 2, pseudo-pair generation and segmentation-guided selection
+- ``translator``: stage 3, the semi-supervised translator (losses, networks, data, one train step)
+- ``tiny``: tiny random stand-ins for CLIP and Mask2Former, used by the ``*-tiny.yaml`` presets
 """

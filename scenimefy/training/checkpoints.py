@@ -37,7 +37,7 @@ def resolve_resume(output_dir: str | os.PathLike, resume: str | None) -> Path | 
         return found[-1] if found else None
     path = Path(resume)
     if not (path / _DONE_MARK).is_file():
-        raise ConfigError(f"{path} is not a complete checkpoint directory")
+        raise ConfigError(f"--resume {path}: not a complete checkpoint folder (checkpoint-<step>); use --resume latest")
     return path
 
 

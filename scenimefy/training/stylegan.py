@@ -1,15 +1,17 @@
 """Building blocks shared by ``train/train_stylegan.py`` and ``train/finetune_stylegan.py``.
 
 The training loops themselves live in those scripts; here are the pieces both need: latent
-sampling with style mixing, the discriminator update (logistic loss + lazy R1), the EMA of the
-generator, sample grids, trackers and the Hub upload.
+sampling with style mixing, the discriminator update (logistic loss + lazy R1) and its Adam, the
+EMA of the generator, the fine-tuning source and freezing, sample grids, and the final folder's
+model card + training record (uploads go through ``scenimefy.hub.publish``, like every upload).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +21,8 @@ from torch import nn
 
 from scenimefy.data.pixels import to_uint8
 from scenimefy.losses.stylegan2 import discriminator_logistic_loss, r1_penalty
-from scenimefy.models.stylegan2 import StyleGAN2Generator
-
-
-def cycle(loader) -> Iterator:
-    """Endless batches (a GAN counts steps, not epochs)."""
-    while True:
-        yield from loader
+from scenimefy.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from scenimefy.training.config import ConfigError
 
 
 def sample_latents(generator: StyleGAN2Generator, batch: int, mixing_prob: float, device: torch.device) -> torch.Tensor:
@@ -99,29 +96,91 @@ def image_grid(images: torch.Tensor, ncols: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(grid.permute(1, 2, 0).numpy()))
 
 
-def make_trackers(report_to: str, logging_dir: str | os.PathLike, project: str) -> list:
-    """accelerate ``log_with`` from a comma list: "jsonl" (always available), installed tracker
-    names ("tensorboard", "wandb", ...) or "none"."""
-    from scenimefy.training.tracking import JSONLTracker
-
-    trackers = []
-    for name in (n.strip() for n in report_to.split(",")):
-        if name and name != "none":
-            trackers.append(JSONLTracker(project, logging_dir) if name == "jsonl" else name)
-    return trackers
+def adam_for_lazy_regularization(params, lr: float, reg_every: int) -> torch.optim.Adam:
+    """Adam with lr and betas rescaled for a regulariser applied every ``reg_every`` steps (StyleGAN2 App. B)."""
+    ratio = reg_every / (reg_every + 1)
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0**ratio, 0.99**ratio))
 
 
-def push_folder_to_hub(output_dir: str | os.PathLike, repo_id: str, message: str) -> str:
-    """Create (if needed) model repo ``repo_id`` and upload ``generator/``, ``discriminator/`` and
-    ``README.md`` of ``output_dir`` (load with ``from_pretrained(repo_id, subfolder="generator")``).
-    The token comes from the local login or HF_TOKEN. Returns the repo id."""
-    from huggingface_hub import create_repo, upload_folder
+def source_size(path: str) -> int | None:
+    """The resolution of a fine-tuning source (folder with generator/config.json) without loading
+    it; None for a rosinality .pt (read when loaded)."""
+    config = Path(path) / "generator" / "config.json"
+    return int(json.loads(config.read_text())["size"]) if config.is_file() else None
 
-    repo_id = create_repo(repo_id, exist_ok=True, repo_type="model").repo_id
-    upload_folder(
-        repo_id=repo_id,
-        folder_path=str(Path(output_dir)),
-        allow_patterns=["generator/*", "discriminator/*", "README.md"],
-        commit_message=message,
+
+def load_source(path: str) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | None]:
+    """G_s and (if present) D from a converted folder or a rosinality .pt."""
+    from scenimefy.hub.convert_stylegan2 import load_rosinality_checkpoint, stylegan2_from_rosinality
+
+    source = Path(path)
+    if source.is_file():
+        states = load_rosinality_checkpoint(source)
+        discriminator = stylegan2_from_rosinality(states, "d") if "d" in states else None
+        return stylegan2_from_rosinality(states, "g_ema"), discriminator
+    generator = StyleGAN2Generator.from_pretrained(source / "generator")
+    has_d = (source / "discriminator" / "config.json").is_file()
+    return generator, StyleGAN2Discriminator.from_pretrained(source / "discriminator") if has_d else None
+
+
+def freeze_all_but_last_blocks(generator: StyleGAN2Generator, trainable_blocks: int) -> set[int]:
+    """Freeze G except its last ``trainable_blocks`` synthesis blocks; returns the trained params' ids."""
+    blocks = generator.synthesis_blocks()
+    if not 1 <= trainable_blocks <= len(blocks):
+        raise ConfigError(
+            f"--trainable_blocks {trainable_blocks} does not fit a {generator.size} px source "
+            f"({len(blocks)} synthesis blocks): use 1 to {len(blocks)} (the paper: 3)"
+        )
+    generator.requires_grad_(False)
+    for block in blocks[-trainable_blocks:]:
+        block.requires_grad_(True)
+    return {id(p) for p in generator.parameters() if p.requires_grad}
+
+
+def write_stylegan_folder(
+    output_dir: str | os.PathLike,
+    *,
+    script: str,
+    title: str,
+    description: str,
+    config,
+    steps: int,
+    data: dict[str, str],
+    sources: dict[str, str],
+    notes: list[str],
+) -> dict:
+    """README.md (model card) + training_config.json (training record) beside generator/ and
+    discriminator/, so ``scenimefy publish stylegan2 <output_dir>`` needs nothing else."""
+    from scenimefy.hub import cards
+    from scenimefy.training.config import config_to_dict
+
+    license, provenance, uses_authors_weights = cards.resolve_license(config.hub_license, sources)
+    record = cards.training_record(
+        script=script,
+        steps=steps,
+        config=config_to_dict(config),
+        data=data,
+        license=license,
+        provenance=provenance,
+        uses_authors_weights=uses_authors_weights,
+        notes=notes,
     )
-    return repo_id
+    networks = [("generator", "StyleGAN2Generator"), ("discriminator", "StyleGAN2Discriminator")]
+    card = cards.stylegan_card(
+        networks,
+        str(output_dir),
+        license=license,
+        title=title,
+        description=description,
+        record=record,
+        config_file=cards.TRAINING_RECORD,
+    )
+    cards.write_model_folder_card(output_dir, card, record)
+    return record
+
+
+def push_stylegan_folder(output_dir: str | os.PathLike, repo_id: str, message: str) -> str:
+    """Upload ``generator/``, ``discriminator/`` and their card through the one upload path."""
+    from scenimefy.hub.publish import publish_stylegan2
+
+    return publish_stylegan2(output_dir, repo_id, commit_message=message).url

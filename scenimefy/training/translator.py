@@ -30,7 +30,9 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader
 
+from scenimefy.data import ImageDataset, PairedDataset, UnpairedDataset
 from scenimefy.data.transforms import to_pil
 from scenimefy.losses.adversarial import discriminator_loss, generator_adversarial_loss
 from scenimefy.losses.contrastive import (
@@ -65,26 +67,27 @@ def supervised_weight(epoch: int, total_epochs: int, decay: bool = True) -> floa
 class LossSettings:
     """Weights and hyperparameters of the translator losses (paper defaults)."""
 
-    lambda_gan: float = 1.0  # L_GAN(G, D_U), unsupervised branch
-    lambda_gan_pair: float = 1.0  # L_cGAN(G, D_P), supervised branch
-    lambda_src: float = 0.05
-    lambda_hdce: float = 0.1
-    lambda_style: float = 0.05  # StylePatchNCE, applied once (the reference squares it by accident)
-    lambda_vgg: float = 0.0  # 0.2 for the Hosoda setting
-    nce_layers: tuple[int, ...] = NCE_LAYERS
-    num_patches: int = 256
-    nce_temperature: float = 0.07
-    hdce_gamma_start: float = 50.0
-    hdce_gamma_end: float = 10.0
+    # Losses (Eq. 6-8; paper weights).
+    lambda_gan: float = 1.0  # weight of L_GAN(G, D_U), unsupervised branch
+    lambda_gan_pair: float = 1.0  # weight of L_cGAN(G, D_P), supervised branch
+    lambda_src: float = 0.05  # weight of L_SRC (semantic relation consistency)
+    lambda_hdce: float = 0.1  # weight of L_hDCE (hard-negative contrastive)
+    lambda_style: float = 0.05  # weight of StylePatchNCE, applied once (the reference squares it by accident)
+    lambda_vgg: float = 0.0  # weight of the VGG content loss (0.2 for the Hosoda setting)
+    nce_layers: tuple[int, ...] = NCE_LAYERS  # encoder taps of the contrastive losses (at most 11 + n_blocks)
+    num_patches: int = 256  # patches sampled per tap
+    nce_temperature: float = 0.07  # temperature of the contrastive losses
+    hdce_gamma_start: float = 50.0  # hDCE relation temperature gamma at the first epoch ...
+    hdce_gamma_end: float = 10.0  # ... falling linearly to this at the last
     hdce_identity: bool = True  # also hDCE on (y, G(y)), averaged with (x, G(x)) (reference --dce_idt)
     hard_negatives: bool = True  # weight hDCE negatives by the SRC relations (reference: not --no_Hneg)
-    decay_supervised: bool = True  # lambda_sup(t) cosine decay
+    decay_supervised: bool = True  # lambda_sup(t) cosine decay (false: constant 1, like the reference)
     supervised: bool = True  # the pseudo-pair branch
     unsupervised: bool = True  # the real/anime branch
 
     def __post_init__(self) -> None:
         if not (self.supervised or self.unsupervised):
-            raise ValueError("at least one of the supervised and unsupervised branches must be on")
+            raise ValueError("--supervised false and --unsupervised false leave nothing to train: turn one branch on")
 
     @classmethod
     def from_config(cls, config: Any) -> LossSettings:
@@ -314,6 +317,13 @@ def train_step(
     return logs
 
 
+def encoder_layer_count(translator_config: Mapping[str, Any]) -> int:
+    """How many encoder layers ``nce_layers`` can tap (indices 0 .. count - 1), from the config alone."""
+    with torch.device("meta"):
+        probe = ScenimefyTranslator.from_config(dict(translator_config))
+    return len(probe._encoder_steps())
+
+
 def constant_then_linear_decay(total_steps: int, decay_start: int) -> Callable[[int], float]:
     """LR factor: 1 until ``decay_start``, then linearly down to 0 at ``total_steps`` (LambdaLR form)."""
     span = max(1, total_steps - decay_start)
@@ -322,6 +332,48 @@ def constant_then_linear_decay(total_steps: int, decay_start: int) -> Callable[[
         return 1.0 if step < decay_start else max(0.0, 1.0 - (step - decay_start) / span)
 
     return factor
+
+
+def make_dataloaders(config: Any, settings: LossSettings) -> tuple[DataLoader | None, DataLoader | None]:
+    """(unpaired loader or None, paired loader or None), for the enabled branches."""
+    crop = {"load_size": config.load_size, "crop_size": config.crop_size, "flip": config.flip}
+    loader = {
+        "batch_size": config.train_batch_size,
+        "shuffle": True,
+        "drop_last": True,
+        "num_workers": config.dataloader_num_workers,
+    }
+    unpaired = paired = None
+    if settings.unsupervised:
+        real = ImageDataset(config.real_data, image_column=config.image_column, **crop)
+        anime = ImageDataset(config.anime_data, image_column=config.image_column, **crop)
+        unpaired = DataLoader(UnpairedDataset(real, anime), **loader)
+    if settings.supervised:
+        pairs = PairedDataset(
+            config.paired_data, real_column=config.real_column, anime_column=config.anime_column, **crop
+        )
+        paired = DataLoader(pairs, **loader)
+    return unpaired, paired
+
+
+def sample_images(config: Any) -> torch.Tensor:
+    """Fixed centre crops of the first real photos (or pseudo-pair inputs), for the sample grids."""
+    if config.real_data:
+        source = ImageDataset(
+            config.real_data, config.load_size, config.crop_size, random_crop=False, image_column=config.image_column
+        )
+        items = [source[i] for i in range(min(config.num_sample_images, len(source)))]
+    else:
+        source = PairedDataset(
+            config.paired_data,
+            config.load_size,
+            config.crop_size,
+            random_crop=False,
+            real_column=config.real_column,
+            anime_column=config.anime_column,
+        )
+        items = [source[i]["real"] for i in range(min(config.num_sample_images, len(source)))]
+    return torch.stack(items)
 
 
 @torch.no_grad()

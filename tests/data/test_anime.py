@@ -9,6 +9,7 @@ import pytest
 
 from scenimefy.cli import main
 from scenimefy.data.anime import AnimeDatasetError, build_anime_dataset, match_films, read_frame_list, read_frames
+from scenimefy.hub.cards import render
 
 BITS = 8  # frame numbers up to 255
 
@@ -99,7 +100,7 @@ def test_seeking_agrees_with_counting_every_frame(films):
 def test_dataset_has_the_listed_frames_cropped_and_loads_with_datasets(films, tmp_path):
     root, frame_list = films
     out = tmp_path / "anime"
-    report = build_anime_dataset(frame_list, root, out, size=108, progress=False)
+    report = build_anime_dataset(frame_list, root, out, size=108, progress=False, render_card=render)
     assert report.missing_frames == {"Your Name": [130]} and report.missing_films == []
     assert report.decoded_frames == 11 and report.images == 33
 
@@ -125,16 +126,18 @@ def test_dataset_has_the_listed_frames_cropped_and_loads_with_datasets(films, tm
     assert seen["Someones Gaze"] == {(n, c) for n in (1, 10, 40, 79) for c in ("left", "centre", "right")}
     card = (out / "README.md").read_text()
     assert "do not redistribute" in card and "scenimefy_redistributable: false" in card
+    assert card.startswith("---\nlicense: other\nlicense_name: film-frames-personal-research-use\n")
+    assert card.count("@inproceedings{jiang2023scenimefy") == 1  # the one card writer's citation
 
 
 def test_resume_decodes_only_what_is_missing(films, tmp_path):
     root, frame_list = films
     out = tmp_path / "anime"
-    build_anime_dataset(frame_list, root, out, size=108, progress=False)
+    build_anime_dataset(frame_list, root, out, size=108, progress=False, render_card=render)
     crop = out / "train" / "your-name" / "frame_000050_1.png"
     stamp = (out / "train" / "your-name" / "frame_000000_0.png").stat().st_mtime_ns
     crop.unlink()
-    report = build_anime_dataset(frame_list, root, out, size=108, progress=False)
+    report = build_anime_dataset(frame_list, root, out, size=108, progress=False, render_card=render)
     assert report.decoded_frames == 1 and report.skipped_frames == 10 and report.images == 33
     assert crop.is_file() and (out / "train" / "your-name" / "frame_000000_0.png").stat().st_mtime_ns == stamp
     assert not list(out.rglob("*.part"))
@@ -144,10 +147,12 @@ def test_unmatched_titles_are_listed(films, tmp_path):
     root, _ = films
     frames = {"Your Name": [0], "Weathering with You": [5], "A Gathering of Cats": [0]}
     with pytest.raises(AnimeDatasetError) as err:
-        build_anime_dataset(frames, root, tmp_path / "x", size=108, progress=False)
+        build_anime_dataset(frames, root, tmp_path / "x", size=108, progress=False, render_card=render)
     message = str(err.value)
     assert "'Weathering with You'" in message and "'A Gathering of Cats'" in message and "your_name.mp4" in message
-    report = build_anime_dataset(frames, root, tmp_path / "x", size=108, allow_missing_films=True, progress=False)
+    report = build_anime_dataset(
+        frames, root, tmp_path / "x", size=108, allow_missing_films=True, progress=False, render_card=render
+    )
     assert report.missing_films == ["Weathering with You", "A Gathering of Cats"] and report.images == 3
     found, missing = match_films(["YOUR NAME", "Someones  gaze!"], root)
     assert set(found) == {"YOUR NAME", "Someones  gaze!"} and not missing

@@ -20,6 +20,7 @@ from scenimefy.evaluation.fid import (
     image_features,
     kernel_inception_distance,
     kid_subsets,
+    kid_subsets_differ,
     list_images,
     markdown_table,
 )
@@ -82,6 +83,31 @@ def test_kid_agrees_with_direct_computation_on_the_same_subsets():
     same = kernel_inception_distance(features(200, 16, 5), features(200, 16, 6), seed=0)[0]
     other = kernel_inception_distance(features(200, 16, 5), features(200, 16, 6, shift=1.0), seed=0)[0]
     assert abs(same) < other / 20
+
+
+def test_kid_on_small_sets_says_there_is_no_spread():
+    f1, f2 = features(12, 16, 3), features(12, 16, 4, shift=0.2)
+    mean, std = kernel_inception_distance(f1, f2, num_subsets=100, subset_size=1000)
+    assert std is None and mean == pytest.approx(naive_mmd2(f1, f2), rel=1e-9)  # one value, not 100 copies
+    assert not kid_subsets_differ(12, 12, 1000) and kid_subsets_differ(12, 30, 1000) and kid_subsets_differ(12, 12, 8)
+    # Sets of different sizes (or subsets smaller than the sets) do vary: a real spread.
+    assert kernel_inception_distance(f1, features(30, 16, 5), num_subsets=20)[1] > 0
+    assert kernel_inception_distance(f1, f2, num_subsets=20, subset_size=8)[1] > 0
+    table = markdown_table([Row("tiny", kid=(mean, std)), Row("more", kid=(0.01234, 0.0005))])
+    assert table.splitlines()[:4] == [
+        "| Method | KID ×10³ ↓ |",
+        "| :--- | ---: |",
+        f"| tiny | {mean * 1e3:.2f} (no spread¹) |",
+        "| more | 12.34 ± 0.50 |",
+    ]
+    assert "¹ Both sets have no more images than the KID subset size" in table
+
+
+def test_table_columns_follow_the_metrics_asked_for():
+    rows = [Row("Ours", fid=48.9221, kid=(0.01234, 0.0005), lbce=4.3912)]
+    assert markdown_table(rows, ["fid"]).splitlines() == ["| Method | FID ↓ |", "| :--- | ---: |", "| Ours | 48.92 |"]
+    assert markdown_table(rows, ["lbce", "fid"]).splitlines()[0] == "| Method | FID ↓ | L_BCE ↓ |"  # Table 1 order
+    assert markdown_table([Row("x", fid=1.0)]).splitlines()[0] == "| Method | FID ↓ |"  # None: the columns it has
 
 
 def test_too_few_images_is_a_clear_error():
@@ -181,8 +207,11 @@ def test_cli_table_like_the_papers_table_1(shared_features, tmp_path, capsys):
     assert rows[1]["fid"] == pytest.approx(frechet_distance(anime[:8], anime[8:]), rel=1e-9)
     assert rows[1]["fid"] < rows[0]["fid"] and rows[1]["kid"] < rows[0]["kid"]
     table = out_md.read_text()
-    assert table.splitlines()[0] == "| Method | FID ↓ | KID ×10³ ↓ | L_BCE ↓ |"
+    assert table.splitlines()[0] == "| Method | FID ↓ | KID ×10³ ↓ |"  # the columns asked for: no L_BCE
     assert f"| photos (real) | {rows[0]['fid']:.2f} |" in table and table in captured.out
+    # 8 images against 8, subsets of up to 1000: every subset is both whole sets, so no spread is claimed
+    assert rows[0]["kid_std"] is None and f"{rows[0]['kid'] * 1e3:.2f} (no spread¹)" in table
+    assert "every subset is the whole of both sets" in table and "± 0.00" not in table
 
 
 def test_markdown_table_layout():

@@ -271,20 +271,13 @@ def test_missing_data_is_a_config_error(tiny_data, tmp_path, reset_accelerate):
         )
 
 
-def test_push_to_hub_publishes_the_final_translator(tiny_data, tmp_path, monkeypatch, reset_accelerate):
-    import scenimefy.hub
-    import scenimefy.hub.publish
+def test_push_to_hub_is_checked_early_and_goes_through_the_one_upload_path(
+    tiny_data, tmp_path, monkeypatch, reset_accelerate
+):
+    from huggingface_hub import constants
 
-    calls = []
-    monkeypatch.setattr(scenimefy.hub, "offline_mode", lambda: False)
-    monkeypatch.setattr(
-        scenimefy.hub.publish,
-        "publish_translator",
-        lambda *a, **kw: (
-            calls.append((a, kw))
-            or scenimefy.hub.publish.PublishResult(a[1], "model", [], None, "https://hf.co/someone/x")
-        ),
-    )
+    from scenimefy.hub.publish import PublishError
+
     out = tmp_path / "run"
     argv = [
         "--config",
@@ -295,12 +288,23 @@ def test_push_to_hub_publishes_the_final_translator(tiny_data, tmp_path, monkeyp
         "1",
         "--push_to_hub",
     ]
-    with pytest.raises(ConfigError, match="hub_model_id"):
+    with pytest.raises(ConfigError, match="hub_model_id owner/name"):
         load_script("train_translator").main(argv)
-    load_script("train_translator").main([*argv, "--hub_model_id", "someone/x"])
-    (folder, repo_id), kw = calls[0]
-    assert Path(folder) == out / "translator" and repo_id == "someone/x"
-    assert kw["training_config"]["lambda_style"] == 0.05 and kw["license"] == "s-lab"
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):  # conftest: offline
+        load_script("train_translator").main([*argv, "--hub_model_id", "someone/x"])
+    assert not out.exists()  # refused before anything was created
+    # Online but the Hub unreachable: the run trains, saves translator/ with its card, then the upload
+    # (scenimefy.hub.publish, the one upload path) fails with its one-line reason.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(PublishError, match="cannot reach http://127.0.0.1:9"):
+        load_script("train_translator").main([*argv, "--hub_model_id", "someone/x"])
+    assert {p.name for p in (out / "translator").iterdir()} == {
+        "README.md",
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "training_config.json",
+    }
 
 
 # ---------------------------------------------------------------------------- 2 processes, kill, resume
@@ -354,12 +358,8 @@ def test_two_processes_killed_mid_run_resume_from_latest_checkpoint(tiny_data, t
     log = (out.parent / "run.log").read_text()
     assert "resumed from" in log and "MULTI_CPU" in log and "2 process(es)" in log
     rows = read_metrics(out / "logs" / "translator" / "metrics.jsonl")
-    steps = [r["step"] for r in rows]
-    assert steps[-1] == 80
-    # the second run's rows (after whatever the killed run logged past its last checkpoint)
-    # continue from the checkpoint's step to the end
-    start = max(i for i, step in enumerate(steps) if step == killed_at + 1)
-    assert steps[start:] == list(range(killed_at + 1, 81))
+    # the rows the killed run logged past its last checkpoint were dropped on resume: every step once
+    assert [r["step"] for r in rows] == list(range(1, 81))
     assert checkpoint_dirs(out)[-1].name == "checkpoint-80"
     translator = ScenimefyTranslator.from_pretrained(out / "translator")
     with torch.no_grad():

@@ -1,0 +1,119 @@
+"""The README's training table walked as a user would: the commands of docs/quickstart-training.md.
+
+The fenced ``bash`` blocks of the page run verbatim, in order, in one shell (the real
+``accelerate launch`` of each script, ``scenimefy publish``), from a checkout-like folder whose
+``train/`` is this repository's and whose ``../shared`` is the shared test material; then the
+page's ``python`` block loads the published folder through the pipeline and through the style
+registry. Every stage uses its tiny preset, offline.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.support.paths import REPO, SAMPLES, SHARED
+
+DOC = REPO / "docs" / "quickstart-training.md"
+MARK = "__SCENIMEFY_BLOCK_DONE__"
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) of every fenced block of a markdown page, in order."""
+    return re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.S | re.M)
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A folder laid out like a checkout beside ../shared: train/ is the repository's."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "train").symlink_to(REPO / "train")
+    (tmp_path / "shared").symlink_to(SHARED)
+    return root
+
+
+def user_env(tmp_path) -> dict[str, str]:
+    venv_bin = os.path.dirname(sys.executable)  # accelerate, scenimefy
+    return {
+        **os.environ,
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"),
+        "SCENIMEFY_CACHE": str(tmp_path / "scenimefy-cache"),
+    }
+
+
+@pytest.mark.slow
+def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
+    blocks = fenced_blocks(DOC.read_text())
+    shell = [code for lang, code in blocks if lang == "bash"]
+    python = [code for lang, code in blocks if lang == "python"]
+    assert len(shell) == 6 and len(python) == 1, "the page: data folders, 4 stages, publish; one Python block"
+    stages = ["train_stylegan.py", "finetune_stylegan.py", "generate_pairs.py", "train_translator.py"]
+    for code, script in zip(shell[1:5], stages):
+        assert f"accelerate launch train/{script} --config train/configs/" in code and "-tiny.yaml" in code
+    assert shell[5].startswith("scenimefy publish translator") and "--dry-run" in shell[5]
+
+    # One shell, as a user pastes the blocks one after the other; a marker times each block.
+    began = time.time()
+    script = "set -euo pipefail\n" + "".join(f"{code}\necho {MARK} $(date +%s.%N) >&2\n" for code in shell)
+    start = time.time()
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=checkout, env=user_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "Traceback" not in done.stderr
+    marks = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(MARK)]
+    seconds = [b - a for a, b in zip([start, *marks], marks)][1:5]
+    timings = dict(zip(stages, (round(s, 1) for s in seconds)))
+    print(f"\nstage seconds: {timings}")
+    assert all(s < 60 for s in seconds), timings  # each tiny preset: under a minute on this CPU
+
+    out = checkout / "outputs" / "tiny"
+    # Stage 1: trained from scratch (no S-Lab licence), then fine-tuned with random priors, as the cards say.
+    g_s = (out / "stylegan" / "README.md").read_text()
+    assert "license: other" in g_s and "non-commercial" not in g_s and "S-Lab License does not apply" in g_s
+    g_t = (out / "stylegan-anime" / "README.md").read_text()
+    assert "randomly initialised" in g_t and "random weights" in g_t and "openai" not in g_t
+    # Stage 2: a dataset of exactly the preset's pairs.
+    card = (out / "pairs" / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["dataset_info"]["splits"][0]["num_examples"] == 8
+    # Stage 3: the final folder holds its card and training record; publish used them unasked.
+    translator = out / "translator" / "translator"
+    assert {"README.md", "training_config.json", "config.json"} <= {p.name for p in translator.iterdir()}
+    record = json.loads((out / "release" / "training_config.json").read_text())
+    assert record["script"] == "train/train_translator.py" and record["steps"] == 12
+    release = (out / "release" / "README.md").read_text()
+    assert 'ScenimefyPipeline.from_pretrained("you/tiny-translator")' in release and "## Training" in release
+    assert "paired_data" in release and "S-Lab License does not apply" in release
+
+    # The page's Python block: the pipeline and the style registry load the released folder.
+    start = time.time()
+    used = subprocess.run(
+        [sys.executable, "-"],
+        input=python[0],
+        cwd=checkout,
+        env=user_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert used.returncode == 0, used.stderr[-3000:]
+    timings["python block"] = round(time.time() - start, 1)
+    total = time.time() - began
+    print(f"timings: {timings}, whole walk {total:.0f} s")
+    photo = Image.open(SAMPLES / "space_0.jpg")
+    for name in ("anime.png", "anime-hosoda.png"):
+        with Image.open(out / name) as image:
+            image.load()
+            assert image.size == photo.size and image.mode == "RGB"
