@@ -242,8 +242,10 @@ def distributed_state():
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    return PartialState()
+    # PartialState does not read ACCELERATE_USE_CPU itself (AcceleratorState does): CPU processes need it.
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def gather_reports(state, report: BatchReport) -> BatchReport:

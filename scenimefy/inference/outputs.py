@@ -79,9 +79,10 @@ def atomic_output(dst: str | os.PathLike) -> Iterator[Path]:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         if is_disk_full(err) and not isinstance(err, DiskFullError):
-            what = (
-                "no space left on the disk" if err.errno == errno.ENOSPC else "the disk or the file size limit is full"
-            )
+            what = {
+                errno.ENOSPC: "no space left on the disk",
+                errno.EFBIG: "the file size limit was reached (ulimit -f)",
+            }.get(err.errno, "the disk quota is exceeded")
             full = DiskFullError(f"cannot write {dst}: {what}; the partial file was removed")
             full.errno = err.errno
             raise full from None
