@@ -54,7 +54,7 @@ from scenimefy.inference.adjust import adjust, blend, keep_colours, needs_adjust
 from scenimefy.inference.outputs import DiskFullError, is_disk_full, save_image
 from scenimefy.inference.pipeline import MIN_SIDE, ScenimefyPipeline
 from scenimefy.inference.video import VideoPlan, VideoResult, iter_stylize_video, plan_video
-from scenimefy.inference.video_io import VideoError
+from scenimefy.inference.video_io import VideoError, probe_video
 
 log = logging.getLogger("scenimefy.app")
 
@@ -235,7 +235,8 @@ def video_problem(err: VideoError, shown_name: str) -> gr.Error:
         ),
         "no_video": (f"{shown_name} has no picture, only sound. Upload a clip with video.", "No video track"),
         "undecodable": (
-            f"{shown_name} is damaged: none of its frames can be read. Try another copy of the clip.",
+            f"{shown_name} cannot be read as a video: none of its frames decode. It may be damaged, or not a "
+            "video at all; try another clip.",
             "Damaged video",
         ),
         "no_frames": (
@@ -607,6 +608,7 @@ def build_demo(
                         if time.monotonic() - last_log > 5:
                             log.info("video job %s: %d/%s frames", out.name, done, update.total or "?")
                             last_log = time.monotonic()
+                        log.debug("video job %s: frame %d done", out.name, done)
                         of = f" of {update.total}" if update.total else ""
                         status = f"Frame {done}{of}: {left}." if done else "Starting the first frame..."
                         yield gr.skip(), f"{note}\n\n{status}"
@@ -628,11 +630,15 @@ def build_demo(
         if result.frames and result.seconds > 0:
             speed["s_per_mpx"] = result.seconds / (result.frames * result.width * result.height / 1e6)
         log.info("video job %s: done, %d frames in %.1f s", out.name, result.frames, result.seconds)
-        if result.audio == "none":
-            label = "Anime video (no sound)"
-        else:
-            label = "Anime video (with sound)"
-        yield gr.update(value=str(result.path), label=label), result_note(result, plan)
+        yield str(result.path), result_note(result, plan)
+
+    def sound_label(video_path):
+        """The result's label says whether it has sound (a clip without any gives one without)."""
+        try:
+            has_sound = video_path is not None and probe_video(video_path).audio_codec is not None
+        except VideoError:
+            has_sound = False
+        return gr.update(label="Anime video (with sound)" if has_sound else "Anime video (no sound)")
 
     with gr.Blocks(title="Scenimefy", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -774,10 +780,16 @@ def build_demo(
                 now = current_states()
                 return gr.update(interactive=style in now and now[style].runnable), gr.update(visible=False)
 
+            job.success(sound_label, inputs=vresult, outputs=vresult, api_visibility="private", queue=False)
             for after in (job.then, job.failure):  # `then` alone does not follow a failed run
                 after(finished, inputs=style, outputs=[vrun, vcancel], api_visibility="private", queue=False)
+
+            def cancelled(style: str):
+                log.info("video job: cancel requested")
+                return (*finished(style), "Cancelled: the video was not made.")
+
             vcancel.click(
-                lambda style: (*finished(style), "Cancelled: the video was not made."),
+                cancelled,
                 inputs=style,
                 outputs=[vrun, vcancel, vnote],
                 cancels=[job],
@@ -846,6 +858,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="weights for a style: a translator folder, an authors' *_net_G.pth file or a Hub repo id (repeatable)",
     )
     parser.add_argument("--no-preload", action="store_true", help="load the opening style on first use, not at start")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning"],
+        help="server log detail (debug: every frame)",
+    )
     args = parser.parse_args(argv)
     known = styles.styles()
     for item in args.weights:
@@ -862,8 +880,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     demo = build_demo(
         device=args.device,
         max_side=args.max_side,
