@@ -411,14 +411,17 @@ def _clip_parts(plan: VideoPlan) -> tuple[str, str]:
     return part, scaled
 
 
-def clip_note(plan: VideoPlan, *, speed: float | None = None) -> str:
+def clip_note(plan: VideoPlan, *, speed: tuple[float, int] | None = None) -> str:
     """What a video job will do, in the user's terms: working size, part of the clip, frames."""
     part, scaled = _clip_parts(plan)
     frames = f", {plan.frames} frames" if plan.frames else ""
     sound = "" if plan.info.audio_codec else " The clip has no sound."
     guess = ""
     if speed and plan.frames:
-        guess = f" On this server that takes about {_duration(speed * plan.frames * plan.width * plan.height / 1e6)}."
+        # The last job's seconds per frame, scaled up for bigger frames (small frames cost mostly overhead).
+        per_frame, pixels = speed
+        seconds = plan.frames * per_frame * max(1.0, plan.width * plan.height / pixels)
+        guess = f" On this server that takes about {_duration(seconds)}."
     return f"Stylizing {part} {scaled}{frames}.{sound}{guess}"
 
 
@@ -462,7 +465,7 @@ def build_demo(
             log.warning("style %r (%s) %s", state.name, state.title, state.operator.replace("`", ""))
     if preload and states[opening].status == "ready":
         cache.preload(opening)
-    speed = {"s_per_mpx": None}  # seconds per megapixel-frame measured on this server (video estimates)
+    speed = {"last": None}  # (seconds per frame, pixels per frame) of the last video job: estimates
 
     def current_states() -> dict[str, StyleState]:
         return style_states()
@@ -548,7 +551,7 @@ def build_demo(
             plan = plan_video(video_path, duration=length, max_side=_working_side(side, video_max_side))
         except VideoError as err:
             return video_problem(err, _name(video_path, "This file")).message
-        return clip_note(plan, speed=speed["s_per_mpx"])
+        return clip_note(plan, speed=speed["last"])
 
     def stylize_clip(
         video_path,
@@ -562,7 +565,14 @@ def build_demo(
     ):
         """A generator: Gradio runs it one step at a time, so the Cancel button (or a client that
         goes away) closes it between two frames; closing stops the decoder and encoder, removes
-        the partial file and frees the frames."""
+        the partial file and frees the frames. A problem is shown in the note as well as in a toast."""
+        try:
+            yield from run_clip(video_path, style, strength, colours, stabilize, side, seconds, progress)
+        except gr.Error as problem:
+            yield gr.skip(), problem.message
+            raise
+
+    def run_clip(video_path, style, strength, colours, stabilize, side, seconds, progress):
         if not video_path:
             raise _user_error("Upload a video first.", "No video")
         shown = _name(video_path, "This video")
@@ -573,7 +583,7 @@ def build_demo(
             plan = plan_video(video_path, duration=length, max_side=_working_side(side, video_max_side))
         except VideoError as err:
             raise video_problem(err, shown) from None
-        note = clip_note(plan, speed=speed["s_per_mpx"])
+        note = clip_note(plan, speed=speed["last"])
         title = styles.get_style(style).title if style in styles.styles() else "chosen"
         progress(0.0, desc=f"Loading the {title} style")
         yield gr.skip(), f"{note}\n\nLoading the {title} style..."
@@ -628,7 +638,7 @@ def build_demo(
                 shutil.rmtree(folder, ignore_errors=True)
             _release_memory()
         if result.frames and result.seconds > 0:
-            speed["s_per_mpx"] = result.seconds / (result.frames * result.width * result.height / 1e6)
+            speed["last"] = (result.seconds / result.frames, result.width * result.height)
         log.info("video job %s: done, %d frames in %.1f s", out.name, result.frames, result.seconds)
         yield str(result.path), result_note(result, plan)
 
