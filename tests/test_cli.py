@@ -46,7 +46,7 @@ def test_stylize_samples_folder(tmp_path):
         decoded = Image.open(out)
         decoded.load()
         assert decoded.size == Image.open(src).size
-    assert f"{len(inputs)} stylized, 0 failed" in result.stdout
+    assert f"{len(inputs)} stylized, 0 skipped (already done), 0 failed" in result.stdout
 
 
 def test_bad_files_do_not_stop_the_batch(tmp_path, tiny_weights):
@@ -61,7 +61,7 @@ def test_bad_files_do_not_stop_the_batch(tmp_path, tiny_weights):
     assert Image.open(tmp_path / "out" / "palette.png").mode == "RGBA"
     assert Image.open(tmp_path / "out" / "rotated.png").size == (24, 48)
     assert "first frame" in result.stdout + result.stderr
-    assert f"{len(files) - len(bad)} stylized, {len(bad)} failed" in result.stdout
+    assert f"{len(files) - len(bad)} stylized, 0 skipped (already done), {len(bad)} failed" in result.stdout
     assert "Traceback" not in result.stderr
 
 
@@ -164,7 +164,7 @@ def every_file_decodes(folder) -> list:
 
 
 def test_sigterm_mid_folder_leaves_complete_files_and_the_rerun_finishes(tmp_path, tiny_weights):
-    photos = noisy_photos(tmp_path / "in", 40)
+    photos = noisy_photos(tmp_path / "in", 30)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "scenimefy", "stylize", tmp_path / "in", "-o", out]
     command += ["--weights", f"shinkai={tiny_weights}"]

@@ -276,10 +276,9 @@ def test_examples_come_from_config(monkeypatch, tmp_path):
 
 
 def test_weights_flag_takes_style_equals_path(monkeypatch, capsys):
-    monkeypatch.delenv("SCENIMEFY_STYLE_HOSODA", raising=False)
+    monkeypatch.setenv("SCENIMEFY_STYLE_HOSODA", "")  # parse_args sets it: restored after the test
     webapp.parse_args(["--weights", "hosoda=/somewhere/hosoda"])
     assert os.environ["SCENIMEFY_STYLE_HOSODA"] == "/somewhere/hosoda"
-    monkeypatch.delenv("SCENIMEFY_STYLE_HOSODA")
     for bad, said in (("/somewhere/x.pth", "takes STYLE=PATH, e.g. --weights shinkai="), ("ghibli=x", "not a style")):
         with pytest.raises(SystemExit):
             webapp.parse_args(["--weights", bad])

@@ -252,7 +252,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_truncated_and_corrupt_clips_give_the_frames_read_so_far(pipe, tmp_path):
     """Policy (docs/video.md): damaged packets are skipped, a file cut short ends the output where
     its data ends; the result is a whole, playable file and says it is incomplete."""
-    frames = moving_square(40, 64, 48)
+    frames = moving_square(30, 64, 48)
     cases = {}
     for name, kwargs in (("cut.mkv", {}), ("cut.mp4", {"faststart": True}), ("holes.mp4", {"faststart": True})):
         whole = tmp_path / f"whole-{name}"
@@ -269,7 +269,7 @@ def test_truncated_and_corrupt_clips_give_the_frames_read_so_far(pipe, tmp_path)
         out = tmp_path / f"out-{name}.mp4"
         result = stylize_video(pipe, src, out, progress=False, preset="ultrafast")
         assert not result.complete, name
-        assert 3 <= result.frames < 40 or (name == "holes.mp4" and result.damaged > 0), (name, result)
+        assert 3 <= result.frames < 30 or (name == "holes.mp4" and result.damaged > 0), (name, result)
         assert decode_all(out) == result.frames  # a whole file: every frame decodes
         assert read_video(out)["codec"] == "h264"
     # An mp4 whose index (moov) sits at the end and was cut off cannot be opened at all: a clear error.
