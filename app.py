@@ -467,8 +467,13 @@ def build_demo(
         cache.preload(opening)
     speed = {"last": None}  # (seconds per frame, pixels per frame) of the last video job: estimates
 
+    checked = {"at": time.monotonic(), "states": states}
+
     def current_states() -> dict[str, StyleState]:
-        return style_states()
+        """The styles' availability, checked again at most every 30 s (online it asks the Hub)."""
+        if time.monotonic() - checked["at"] > 30:
+            checked["states"], checked["at"] = style_states(), time.monotonic()
+        return checked["states"]
 
     def pipeline(style: str, what: str) -> ScenimefyPipeline:
         """The style's pipeline, or a sentence saying why it cannot run (and a log line for the operator)."""
@@ -541,7 +546,8 @@ def build_demo(
             before = Image.fromarray(load_image(image_path).rgb)
         except InvalidImageError:
             return None
-        return before, Image.open(result)
+        with Image.open(result) as after:
+            return before, after.copy()
 
     def describe_clip(video_path, side: float | None = None, seconds: float | None = None):
         if not video_path:
