@@ -508,7 +508,10 @@ def build_demo(
     def describe_photo(image_path, side: float | None = None):
         if not image_path:
             return ""
-        size = read_image_size(image_path)
+        try:
+            size = read_image_size(image_path)
+        except OSError:
+            size = None
         if size is None:
             return ""
         cap = _working_side(side, max_side)
