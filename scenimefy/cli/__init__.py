@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a handler turned it into one
         signum = getattr(err, "signal", 2)
-        print(f"interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'}); no partial output was left", file=sys.stderr)
+        print(f"interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'})", file=sys.stderr)
         return 128 + signum
     except OSError as err:
         if is_disk_full(err):

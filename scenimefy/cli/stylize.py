@@ -110,27 +110,31 @@ def add_stylize(sub) -> None:
 
 
 def _video(args: argparse.Namespace) -> int:
-    from scenimefy.inference.batch import stop_on_signals
+    from scenimefy.inference.batch import Interrupted, stop_on_signals
     from scenimefy.inference.video import stylize_video
 
     if not Path(args.input).is_file():
         raise CommandError(f"{args.input}: no such file")
     with stop_on_signals():  # Ctrl-C / SIGTERM: the partial output is removed on the way out
         pipe = load_pipeline(args)
-        result = stylize_video(
-            pipe,
-            args.input,
-            args.output,
-            stabilize=args.stabilize,
-            momentum=args.momentum,
-            start=args.start,
-            duration=args.duration,
-            max_side=args.max_side,
-            batch_size=args.batch_size,
-            crf=args.crf,
-            preset=args.preset,
-            measure_flicker=args.flicker,
-        )
+        try:
+            result = stylize_video(
+                pipe,
+                args.input,
+                args.output,
+                stabilize=args.stabilize,
+                momentum=args.momentum,
+                start=args.start,
+                duration=args.duration,
+                max_side=args.max_side,
+                batch_size=args.batch_size,
+                crf=args.crf,
+                preset=args.preset,
+                measure_flicker=args.flicker,
+            )
+        except Interrupted as stop:
+            print(f"interrupted ({stop}); {args.output} was not written (no partial file left)", file=sys.stderr)
+            return 128 + stop.signal
     print(
         f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s "
         f"({result.frames_per_second:.2f} frames/s), audio {result.audio} -> {result.path}"
