@@ -779,9 +779,13 @@ def build_demo(
                     api_visibility="private",
                     show_progress="hidden",
                 )
-            started = vrun.click(
-                lambda: (gr.update(interactive=False), gr.update(visible=True)),
-                outputs=[vrun, vcancel],
+            started = vrun.click(  # a new job: the previous result goes, Cancel appears
+                lambda: (
+                    gr.update(interactive=False),
+                    gr.update(visible=True),
+                    gr.update(value=None, label="Anime video"),
+                ),
+                outputs=[vrun, vcancel, vresult],
                 api_visibility="private",
                 queue=False,
             )

@@ -249,6 +249,7 @@ def test_cancel_stops_the_video_worker_and_frees_its_memory(tmp_path, page):
         page.locator("#cancel-video").click()
         log = server.wait_for_log("partial output removed", timeout=60)
         assert page.locator("#video-note").inner_text() == "Cancelled: the video was not made."
+        assert page.locator("#video-result video").count() == 0  # the earlier result is not shown as this one
 
         lines = log.splitlines()
         requested = next(i for i, line in enumerate(lines) if "cancel requested" in line)
