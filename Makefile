@@ -17,9 +17,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(STAMP)
 
-# Example photos come from ../shared/samples when it is there (never copied into the repo).
+# Example photos and clips come from ../shared when it is there (never copied into the repo).
 demo: $(STAMP)
-	$(PY) app.py --host 127.0.0.1 --port 7860 $(if $(wildcard ../shared/samples),--examples ../shared/samples)
+	$(PY) app.py --host 127.0.0.1 --port 7860 $(if $(wildcard ../shared/samples),--examples ../shared/samples) $(if $(wildcard ../shared/data/video),--examples ../shared/data/video)
 
 # Chromium for the browser tests (Debian packages; Playwright never downloads its own browser).
 browser-deps:

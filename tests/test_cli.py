@@ -1,6 +1,8 @@
 """The ``scenimefy`` command run as users run it: a real subprocess."""
 
 import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -44,7 +46,7 @@ def test_stylize_samples_folder(tmp_path):
         decoded = Image.open(out)
         decoded.load()
         assert decoded.size == Image.open(src).size
-    assert f"{len(inputs)} stylized, 0 failed" in result.stdout
+    assert f"{len(inputs)} stylized, 0 skipped (already done), 0 failed" in result.stdout
 
 
 def test_bad_files_do_not_stop_the_batch(tmp_path, tiny_weights):
@@ -59,7 +61,7 @@ def test_bad_files_do_not_stop_the_batch(tmp_path, tiny_weights):
     assert Image.open(tmp_path / "out" / "palette.png").mode == "RGBA"
     assert Image.open(tmp_path / "out" / "rotated.png").size == (24, 48)
     assert "first frame" in result.stdout + result.stderr
-    assert f"{len(files) - len(bad)} stylized, {len(bad)} failed" in result.stdout
+    assert f"{len(files) - len(bad)} stylized, 0 skipped (already done), {len(bad)} failed" in result.stdout
     assert "Traceback" not in result.stderr
 
 
@@ -138,3 +140,115 @@ def test_convert_stylegan2_with_pickled_args(tmp_path):
     generator = StyleGAN2Generator.from_pretrained(tmp_path / "out" / "generator")
     assert generator.config.size == 64 and generator.config.style_dim == 128
     assert (tmp_path / "out" / "discriminator" / "config.json").is_file()
+
+
+# --------------------------------------------------------------------------- nothing lost, nothing half-written
+
+
+def noisy_photos(folder, count: int, size=(256, 192)) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"p{i:02d}.png")
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def every_file_decodes(folder) -> list:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        with Image.open(path) as image:
+            image.load()  # raises on a half-written file
+    return files
+
+
+def test_sigterm_mid_folder_leaves_complete_files_and_the_rerun_finishes(tmp_path, tiny_weights):
+    photos = noisy_photos(tmp_path / "in", 30)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "scenimefy", "stylize", tmp_path / "in", "-o", out]
+    command += ["--weights", f"shinkai={tiny_weights}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        if out.is_dir() and len([p for p in out.iterdir() if not p.name.startswith(".")]) >= 3:
+            break
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    first = every_file_decodes(out)
+    assert all(not p.name.startswith(".") for p in first)  # no partial file left behind
+    assert 3 <= len(first) < len(photos), "the run ended before the signal: make the photos bigger"
+    summary = stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"SIGTERM: {len(first)} stylized") and f"{len(photos) - len(first)} not done" in summary
+    stamps = {p.name: p.stat().st_mtime_ns for p in first}
+
+    rerun = run_cli(*command[3:])
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(photos) - len(first)} stylized, {len(first)} skipped (already done), 0 failed" in rerun.stdout
+    final = every_file_decodes(out)
+    assert [p.stem for p in final] == [p.stem for p in photos]
+    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in final if p.name in stamps)  # not redone
+
+
+def test_full_disk_stops_with_one_line_and_no_partial_file(tmp_path, tiny_weights):
+    noisy_photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "scenimefy", "stylize", str(tmp_path / "in"), "-o", str(out), "--weights", tiny_weights],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)),  # a "disk" of 20 kB
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "file size limit" in errors[0] and "partial file was removed" in errors[0], (
+        result.stderr
+    )
+    assert "0 stylized" in result.stdout and "3 not done" in result.stdout and "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_overwrite_redoes_and_datasets_are_inputs(tmp_path, tiny_weights, capsys):
+    import datasets
+
+    from scenimefy.cli import main
+
+    photos = noisy_photos(tmp_path / "in", 3, size=(40, 32))
+    rows = datasets.Dataset.from_dict({"caption": ["a", "b", "c"], "picture": [str(p) for p in photos]})
+    rows.cast_column("picture", datasets.Image()).save_to_disk(str(tmp_path / "ds"))
+    args = ["stylize", "--dataset", str(tmp_path / "ds"), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights)]
+    assert main(args) == 0
+    assert "3 stylized, 0 skipped" in capsys.readouterr().out
+    assert [p.name for p in every_file_decodes(tmp_path / "out")] == ["00000.png", "00001.png", "00002.png"]
+    assert main(args) == 0 and "0 stylized, 3 skipped" in capsys.readouterr().out
+    assert main([*args, "--overwrite"]) == 0 and "3 stylized, 0 skipped" in capsys.readouterr().out
+    assert main(["stylize", str(photos[0]), "-o", str(tmp_path / "x"), "--weights", f"ghibli={tiny_weights}"]) == 2
+    assert "'ghibli' is not a style" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stylize_shards_a_folder_across_two_accelerate_processes(tmp_path, tiny_weights):
+    from tests.support.launch import accelerate_command
+
+    photos = noisy_photos(tmp_path / "in", 10, size=(64, 48))
+    noisy_photos(tmp_path / "in" / "nested", 2, size=(48, 40))
+    out = tmp_path / "out"
+    command, env = accelerate_command(
+        "scenimefy", ["stylize", tmp_path / "in", "-o", out, "--weights", tiny_weights], 2
+    )
+    command.insert(command.index("scenimefy"), "-m")  # accelerate launch ... -m scenimefy stylize ...
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [line for line in result.stdout.splitlines() if "stylized," in line]
+    assert len(summaries) == 1, result.stdout  # one summary, from the main process
+    assert summaries[0].startswith("12 stylized, 0 skipped (already done), 0 failed (2 processes: ")
+    shares = [int(n) for n in summaries[0].split("processes: ")[1].split(" written")[0].split(" + ")]
+    assert len(shares) == 2 and all(n > 0 for n in shares) and sum(shares) == 12  # both did work
+    files = every_file_decodes(out)
+    assert len(files) == 12 and (out / "nested" / "p01.png") in files and (out / "p09.png") in files
+    assert len(photos) == 10

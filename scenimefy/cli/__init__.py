@@ -2,7 +2,9 @@
 
 Each command module registers its subcommands with ``add_<name>(subparsers)`` and a handler.
 Heavy imports happen inside handlers so ``scenimefy --help`` stays fast. User errors print one
-line and exit 2; per-file failures in batch commands are summarised and exit 1.
+line and exit 2; per-file failures in batch commands are summarised and exit 1; a full disk
+prints one line and exits 1 (outputs are atomic: nothing half-written stays); Ctrl-C / SIGTERM
+exit 130 / 143.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from scenimefy.data.images import InvalidImageError
     from scenimefy.hub.convert import CheckpointError
     from scenimefy.hub.download import WeightsUnavailableError
+    from scenimefy.inference.outputs import DiskFullError, is_disk_full
 
     try:
         return args.handler(args)
+    except DiskFullError as err:  # before ValueError/OSError: one line, the partial output is gone
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (
         CommandError,
         CheckpointError,
@@ -55,9 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as err:  # unknown style names
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a handler turned it into one
+        signum = getattr(err, "signal", 2)
+        print(f"interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'})", file=sys.stderr)
+        return 128 + signum
+    except OSError as err:
+        if is_disk_full(err):
+            print(f"error: the disk is full ({err.strerror})", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -3,25 +3,58 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 class CommandError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def load_pipeline(args: argparse.Namespace):
+def weights_and_style(weights: str | None, style: str | None) -> tuple[str | None, str | None]:
+    """``--weights PATH`` or ``--weights STYLE=PATH`` (the form the app and the error messages use).
+
+    ``STYLE=PATH`` names the style the weights are for; a path that really contains "=" is taken
+    as it is when it exists.
+    """
+    if weights is None or "=" not in weights or Path(weights).exists():
+        return weights, style
+    from scenimefy.hub import styles
+
+    name, _, source = weights.partition("=")
+    if name.lower() not in styles.styles():
+        known = ", ".join(sorted(styles.styles()))
+        raise CommandError(f"--weights {weights}: {name!r} is not a style ({known}); use --weights PATH or STYLE=PATH")
+    if style is not None and style.lower() != name.lower():
+        raise CommandError(f"--weights {weights} is for style {name!r} but --style is {style!r}")
+    if not source:
+        raise CommandError(f"--weights {weights}: the path after '=' is missing")
+    return source, name.lower()
+
+
+def load_pipeline(args: argparse.Namespace, device: str | None = None):
     import torch
 
     from scenimefy.inference.pipeline import ScenimefyPipeline
 
+    weights, style = weights_and_style(args.weights, args.style)
     dtype = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
-    return ScenimefyPipeline.from_pretrained(args.weights, style=args.style, device=args.device, dtype=dtype)
+    device = device or args.device or "cpu"
+    return ScenimefyPipeline.from_pretrained(weights, style=style, device=device, dtype=dtype)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", default=None, help="registered style (default: shinkai; see `scenimefy styles`)")
-    parser.add_argument("--weights", default=None, help="translator folder, reference *_net_G.pth, or Hub repo id")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="[STYLE=]PATH",
+        help="translator folder, authors' *_net_G.pth or Hub repo id; STYLE=PATH also names its style",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu; under accelerate launch, each process's own)",
+    )
     parser.add_argument(
         "--dtype",
         default="auto",

@@ -1,131 +1,152 @@
-"""``scenimefy stylize`` (image files and folders) and ``scenimefy video``."""
+"""``scenimefy stylize`` (image files, folders or a ``datasets`` dataset) and ``scenimefy video``.
+
+``stylize`` resumes (complete outputs are skipped unless ``--overwrite``), writes every output
+atomically, stops cleanly on Ctrl-C / SIGTERM with a summary, and under ``accelerate launch``
+shares the work between the processes (``scenimefy.inference.batch``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 from scenimefy.cli.common import CommandError, add_model_args, load_pipeline
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
-    """Files and folders -> (file, path relative to its input root) pairs, folders recursively."""
-    from scenimefy.data.images import image_files
-
-    found: list[tuple[Path, Path]] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = image_files(path)
-            found += [(p, p.relative_to(path)) for p in files]
-        else:
-            found.append((path, Path(path.name)))
-    return found
-
-
-def _output_paths(items: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> list[Path]:
-    taken: set[Path] = set()
-    paths = []
-    for _, rel in items:
-        target = out_dir / rel.with_suffix(suffix)
-        n = 1
-        while target in taken:  # photo.jpg and photo.png in one run must not overwrite each other
-            target = out_dir / rel.with_name(f"{rel.stem}_{n}{suffix}")
-            n += 1
-        taken.add(target)
-        paths.append(target)
-    return paths
-
-
 def _stylize(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from scenimefy.inference import batch
 
-    from scenimefy.data.images import InvalidImageError, load_image
+    suffix = "." + args.format
+    with batch.stop_on_signals():  # from here on, Ctrl-C / SIGTERM end with a summary
+        try:
+            return _run_stylize(args, batch, suffix)
+        except batch.Interrupted as stop:  # before the first image: nothing was written
+            print(f"interrupted ({stop}) before any image was written", file=sys.stderr)
+            return 128 + stop.signal
 
-    items = expand_inputs(args.inputs)
+
+def _run_stylize(args: argparse.Namespace, batch, suffix: str) -> int:
+    dataset = None
+    column = "image"
+    if args.dataset:
+        if args.inputs:
+            raise CommandError("give image files/folders or --dataset, not both")
+        from scenimefy.data.sources import load_hf_dataset
+
+        dataset = load_hf_dataset(args.dataset, split=args.split)
+        column = batch.image_column(dataset, args.image_column)
+        items = batch.plan_dataset(len(dataset), args.output, suffix)
+    else:
+        if not args.inputs:
+            raise CommandError("give image files or folders to stylize (or --dataset)")
+        missing = [p for p in args.inputs if not Path(p).exists()]
+        if missing:
+            raise CommandError(f"{missing[0]}: no such file or folder")
+        items = batch.plan_files(args.inputs, args.output, suffix)
     if not items:
         raise CommandError("no input images found")
-    suffix = "." + args.format
-    outputs = _output_paths(items, Path(args.output), suffix)
-    pipe = load_pipeline(args)
-    failures: list[tuple[Path, str]] = []
-    done = 0
-    with tqdm(total=len(items), desc=f"stylize ({pipe.style or 'custom'})", unit="img") as bar:
-        for (src, _), dst in zip(items, outputs):
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    image = load_image(src)
-                for w in caught:
-                    tqdm.write(f"warning: {w.message}")
-                out = pipe.stylize_loaded([image], mode=args.mode, max_side=args.max_side)[0]
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                _save(out, dst)
-                done += 1
-            except InvalidImageError as err:
-                failures.append((src, str(err)))
-                tqdm.write(f"skipped: {err}")
-            except Exception as err:  # one bad file must not stop the batch
-                failures.append((src, f"{type(err).__name__}: {err}"))
-                tqdm.write(f"failed: {src}: {type(err).__name__}: {err}")
-            bar.update(1)
-    print(f"{done} stylized, {len(failures)} failed -> {args.output}")
-    for src, reason in failures:
+    state = batch.distributed_state()
+    main = state is None or state.is_main_process
+    todo, skipped = batch.pending(items, overwrite=args.overwrite)  # every process scans the same files
+    pipe = load_pipeline(args, device=None if state is None or args.device else str(state.device))
+    if state is not None:
+        state.wait_for_everyone()  # nobody writes before everybody has scanned
+    if state is not None:
+        with state.split_between_processes(todo) as share:
+            mine = list(share)
+    else:
+        mine = todo
+    where = f" [{state.process_index + 1}/{state.num_processes}]" if state is not None else ""
+    report = batch.run_batch(
+        pipe,
+        mine,
+        dataset=dataset,
+        column=column,
+        mode=args.mode,
+        max_side=args.max_side,
+        progress=main,
+        desc=f"stylize ({pipe.style or 'custom'}){where}",
+    )
+    report.skipped = skipped
+    if report.interrupted or report.error:  # the others may be gone: no gathering
+        report.remaining += len(todo) - len(mine)
+        total = batch.BatchReport.merge([report])
+        total.skipped = skipped
+        print(total.summary(args.output) + where)
+    else:
+        total = batch.gather_reports(state, report)
+        if not main:
+            return total.exit_status
+        print(total.summary(args.output))
+    for src, reason in total.failed:
         print(f"  FAILED {src}: {reason}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _save(array, path: Path) -> None:
-    from PIL import Image
-
-    image = Image.fromarray(array)
-    if path.suffix.lower() in (".jpg", ".jpeg") and image.mode == "RGBA":
-        image = image.convert("RGB")  # JPEG has no alpha; PNG keeps it
-    image.save(path, quality=95) if path.suffix.lower() in (".jpg", ".jpeg") else image.save(path)
+    if total.error:
+        print(f"error: {total.error}", file=sys.stderr)
+    return total.exit_status
 
 
 def add_stylize(sub) -> None:
     p = sub.add_parser(
-        "stylize", help="stylize image files or folders", description="Stylize images into anime scenes."
+        "stylize",
+        help="stylize image files, folders or a datasets dataset (resumable; shards under accelerate launch)",
+        description="Stylize images into anime scenes. Outputs are written atomically; complete ones are skipped "
+        "on a rerun (--overwrite redoes them); Ctrl-C / SIGTERM stop with a summary. Under `accelerate launch -m "
+        "scenimefy stylize ...` the processes share the work and the main one prints the summary.",
     )
-    p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("inputs", nargs="*", help="image files and/or folders (searched recursively)")
     p.add_argument("-o", "--output", required=True, help="output folder (mirrors input folder structure)")
+    p.add_argument("--dataset", default=None, help="a datasets dataset instead of files: Hub id or local folder")
+    p.add_argument("--split", default="train", help="--dataset: the split (default: train)")
+    p.add_argument("--image-column", default=None, help="--dataset: the image column (default: the first image one)")
     add_model_args(p)
     p.add_argument(
         "--max-side", type=int, default=None, help="cap the working resolution (output keeps the input size)"
     )
     p.add_argument("--mode", default="default", choices=["default", "exact", "reference"], help="inference mode")
     p.add_argument("--format", default="png", choices=["png", "jpg", "webp"], help="output format (png keeps alpha)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     p.set_defaults(handler=_stylize)
 
 
 def _video(args: argparse.Namespace) -> int:
+    from scenimefy.inference.batch import Interrupted, stop_on_signals
     from scenimefy.inference.video import stylize_video
 
     if not Path(args.input).is_file():
         raise CommandError(f"{args.input}: no such file")
-    pipe = load_pipeline(args)
-    result = stylize_video(
-        pipe,
-        args.input,
-        args.output,
-        stabilize=args.stabilize,
-        momentum=args.momentum,
-        start=args.start,
-        duration=args.duration,
-        max_side=args.max_side,
-        batch_size=args.batch_size,
-        crf=args.crf,
-        preset=args.preset,
-        measure_flicker=args.flicker,
-    )
+    with stop_on_signals():  # Ctrl-C / SIGTERM: the partial output is removed on the way out
+        pipe = load_pipeline(args)
+        try:
+            result = stylize_video(
+                pipe,
+                args.input,
+                args.output,
+                stabilize=args.stabilize,
+                momentum=args.momentum,
+                start=args.start,
+                duration=args.duration,
+                max_side=args.max_side,
+                batch_size=args.batch_size,
+                crf=args.crf,
+                preset=args.preset,
+                measure_flicker=args.flicker,
+            )
+        except Interrupted as stop:
+            print(f"interrupted ({stop}); {args.output} was not written (no partial file left)", file=sys.stderr)
+            return 128 + stop.signal
     print(
         f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s "
         f"({result.frames_per_second:.2f} frames/s), audio {result.audio} -> {result.path}"
     )
+    if not result.complete:
+        expected = f" of the ~{result.expected_frames} expected" if result.expected_frames else ""
+        damaged = f", {result.damaged} damaged packet(s) skipped" if result.damaged else ""
+        print(
+            f"warning: {args.input} is damaged or incomplete: the output holds the {result.frames}{expected} "
+            f"frames that could be read{damaged}",
+            file=sys.stderr,
+        )
     if result.flicker is not None:
         print(f"flicker index {result.flicker.index:.3f} (static regions: {result.flicker.static:.2f} levels/frame)")
     return 0
@@ -135,7 +156,9 @@ def add_video(sub) -> None:
     p = sub.add_parser(
         "video",
         help="stylize a video (keeps timing, rotation and the audio track)",
-        description="Stylize a video into an H.264 anime clip; the audio is copied (or re-encoded to AAC).",
+        description="Stylize a video into an H.264 anime clip; the audio is copied (or re-encoded to AAC). The "
+        "output is written to a temporary file and renamed when complete; a damaged input gives the frames that "
+        "could be read.",
     )
     p.add_argument("input", help="video file (anything FFmpeg reads)")
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (default choice), .m4v, .mov or .mkv")

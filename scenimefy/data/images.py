@@ -27,7 +27,18 @@ ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 class InvalidImageError(ValueError):
-    """An input that is not a usable image; the message names the input and the reason."""
+    """An input that is not a usable image; the message names the input and the reason.
+
+    ``kind`` says which, for programs that word it for their own users (the web app): "missing",
+    "empty", "unreadable" (not an image), "broken" (damaged or truncated data), "too_large"
+    (then ``size`` = (width, height) and ``limit`` = pixels), "invalid" (an in-memory input).
+    """
+
+    def __init__(
+        self, message: str, kind: str = "invalid", *, size: tuple[int, int] | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind, self.size, self.limit = kind, size, limit
 
 
 @dataclass
@@ -51,23 +62,64 @@ def _describe(obj: object) -> str:
     return type(obj).__name__
 
 
+def image_header(path: str | os.PathLike) -> tuple[str | None, tuple[int, int] | None]:
+    """(format, (width, height)) from the file's first bytes and header, without decoding the
+    pixels and without PIL's decompression-bomb refusal (so a huge image can be reported with its
+    size). format: the image format whose signature the file starts with (None: no known one);
+    size: None when the header cannot be read (a damaged or truncated file of that format)."""
+    Image.init()
+    recognised = None
+    with open(path, "rb") as fp:
+        prefix = fp.read(16)
+        for fmt in Image.ID:  # what Image.open does, minus the pixel-count check
+            factory, accept = Image.OPEN[fmt]
+            try:
+                matched = accept is not None and bool(accept(prefix))
+            except Exception:  # e.g. a file shorter than the signature
+                matched = False
+            if accept is not None and not matched:
+                continue
+            recognised = recognised or (fmt if matched else None)
+            fp.seek(0)
+            try:
+                return fmt, factory(fp, str(path)).size
+            except Exception:  # not this format: try the next, as PIL does
+                continue
+    return recognised, None
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the file's header (see :func:`image_header`); None if unreadable."""
+    return image_header(path)[1]
+
+
+def _too_large(name: str, width: int, height: int, limit: int) -> InvalidImageError:
+    return InvalidImageError(
+        f"{name}: {width}x{height} is {width * height / 1e6:.0f} MP, above the {limit / 1e6:.0f} MP limit "
+        "(SCENIMEFY_MAX_PIXELS raises it)",
+        "too_large",
+        size=(width, height),
+        limit=limit,
+    )
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode an image file, turning PIL's many failure modes into one error."""
     path = Path(path)
     if not path.is_file():
-        raise InvalidImageError(f"{path}: no such file")
+        raise InvalidImageError(f"{path}: no such file", "missing")
     if path.stat().st_size == 0:
-        raise InvalidImageError(f"{path}: the file is empty (0 bytes)")
+        raise InvalidImageError(f"{path}: the file is empty (0 bytes)", "empty")
     limit = max_pixels()
+    fmt, size = image_header(path)
+    if size is not None and size[0] * size[1] > limit:
+        raise _too_large(str(path), *size, limit)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
             if image.width * image.height > limit:
-                raise InvalidImageError(
-                    f"{path}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} MP, above the "
-                    f"{limit / 1e6:.0f} MP limit (set SCENIMEFY_MAX_PIXELS to raise it)"
-                )
+                raise _too_large(str(path), image.width, image.height, limit)
             if getattr(image, "n_frames", 1) > 1:
                 warnings.warn(
                     f"{path}: animated image with {image.n_frames} frames; only the first frame is stylized "
@@ -79,11 +131,18 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except InvalidImageError:
         raise
     except UnidentifiedImageError:
-        raise InvalidImageError(f"{path}: not an image file PIL can read (wrong extension or corrupt)") from None
+        if fmt is not None:  # it starts like an image of that format: its header is cut or damaged
+            raise InvalidImageError(f"{path}: the image data is broken or truncated ({fmt} header)", "broken") from None
+        raise InvalidImageError(
+            f"{path}: not an image file PIL can read (wrong extension or corrupt)", "unreadable"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImageError(f"{path}: refused as a decompression bomb (too many pixels)") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise InvalidImageError(f"{path}: the image data is broken or truncated ({err})") from None
+        raise InvalidImageError(
+            f"{path}: refused as a decompression bomb (too many pixels for its file size)", "too_large", limit=limit
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise InvalidImageError(f"{path}: the image data is broken or truncated ({reason})", "broken") from None
     return image
 
 
@@ -172,7 +231,7 @@ def load_image(obj: ImageInput) -> LoadedImage:
             f"unsupported input type {type(obj).__name__}: pass a path, PIL image, numpy array or tensor"
         )
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise InvalidImageError(f"{name}: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        raise InvalidImageError(f"{name}: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})", "empty")
     if rgb.shape[0] * rgb.shape[1] > max_pixels():
-        raise InvalidImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} exceeds the {max_pixels() / 1e6:.0f} MP limit")
+        raise _too_large(name, rgb.shape[1], rgb.shape[0], max_pixels())
     return LoadedImage(rgb=rgb, alpha=alpha, name=name)

@@ -182,20 +182,34 @@ def cache_root() -> Path:
     return Path(os.environ.get("SCENIMEFY_CACHE", Path.home() / ".cache" / "scenimefy"))
 
 
+def is_released(style: Style) -> bool:
+    """Whether the style's weights are a released file the registry names (a download can get them).
+
+    A style read from a translator folder on the Hub (``filename`` None) may not be published yet;
+    messages never suggest downloading it unless the Hub has confirmed it exists.
+    """
+    return style.repo_id is not None and style.filename is not None
+
+
+#: What the placeholder PATH stands for in the instructions below.
+PATH_HELP = "PATH is a translator folder (config.json + *.safetensors), an authors' *_net_G.pth file or a Hub repo id"
+
+
 def _how_to_fix(style: Style) -> str:
-    var = env_var(style.name)
+    """Instructions for whoever runs the CLI or the server: every line can be copied as it is."""
+    name = style.name
     lines = [
-        f"  - pass weights explicitly: ScenimefyPipeline.from_pretrained('<folder | file.pth | repo id>', style={style.name!r})",
-        "    or on the command line: --weights <folder | file.pth | repo id>",
-        f"  - or set {var}=<folder | file.pth | repo id>",
+        f"  - give weights: scenimefy stylize --weights {name}=PATH ...  (or: python app.py --weights {name}=PATH)",
+        f"  - or set {env_var(name)}=PATH",
+        f"  - in Python: ScenimefyPipeline.from_pretrained('PATH', style='{name}')",
     ]
-    if style.repo_id:
-        lines.insert(0, f"  - run once with internet access (scenimefy download {style.name}) to fill the cache")
+    if is_released(style):
+        lines.insert(0, f"  - run `scenimefy download {name}` once with internet access (fills the local cache)")
     if style.filename is None:
         lines.append(
             f"  - or point the style at a published translator in the styles index (${INDEX_ENV}, docs/publishing.md)"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, f"  {PATH_HELP}."])
 
 
 def missing_weights_message(style: Style, reason: str) -> str:
@@ -240,15 +254,18 @@ def _resolve_folder_repo(style: Style, cache_dir: str | os.PathLike | None) -> s
         )
     except WeightsUnavailableError as err:
         where = (
-            "it is not in the local cache and downloads are disabled (HF_HUB_OFFLINE=1)."
+            "nothing of it is in the local cache and downloads are disabled (HF_HUB_OFFLINE=1)"
             if download.offline_mode()
-            else "it is not in the local cache and the Hub cannot be reached or does not have it (yet)."
+            else "nothing of it is in the local cache and the Hub cannot be reached or does not have it"
         )
-        reason = f"no public weights found in the Hub repo {style.repo_id!r}: {where}"
+        reason = (
+            f"no public weights found for the Hub repo {style.repo_id!r}: {where}; none may have been published yet."
+        )
         raise WeightsUnavailableError(missing_weights_message(style, reason)) from err
     folder = local / style.subfolder if style.subfolder else local
     if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
-        reason = f"the Hub repo {style.repo_id!r} holds no translator (config.json + *.safetensors) in {style.subfolder or 'its root'}."
+        where = style.subfolder or "its root"
+        reason = f"the Hub repo {style.repo_id!r} holds no translator (config.json + *.safetensors) in {where}."
         raise WeightsUnavailableError(missing_weights_message(style, reason))
     return str(local)
 

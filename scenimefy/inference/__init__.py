@@ -7,6 +7,8 @@
 - ``video``: stylize a clip (PyAV decode -> frames -> H.264); ``video_io``: probing, audio, ranges
 - ``stabilize``: temporal stabilisation and the flicker index
 - ``adjust``: post-stylization image adjustments (strength, keep the photo's colours)
+- ``outputs``: atomic writing of every output (temporary name, renamed when complete)
+- ``batch``: many images (files, folders, a ``datasets`` dataset), resumable, across processes
 """
 
 from scenimefy.inference.engine import translate

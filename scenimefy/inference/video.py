@@ -1,7 +1,7 @@
 """Video stylization: PyAV decode -> batched frames through the translator -> H.264 encode.
 
     from scenimefy import ScenimefyPipeline
-    from scenimefy.video import stylize_video
+    from scenimefy.inference.video import stylize_video
     pipe = ScenimefyPipeline.from_pretrained(style="shinkai")
     result = stylize_video(pipe, "clip.mov", "anime.mp4", start=3, duration=5)
 
@@ -21,14 +21,24 @@ are all that is held in memory, never the clip. Choices (docs/video.md has the d
   otherwise it is re-encoded to AAC. Clips without audio give clips without audio.
 * Stabilisation (``stabilize=True``): smoothed InstanceNorm statistics and a motion-gated output
   filter (``stabilize``); ``stabilize="stats"`` / ``"filter"`` select one part.
+* Nothing half-written: the output is written to a hidden temporary file beside ``dst`` and
+  renamed when complete (``outputs.atomic_output``); an error, an interrupt or a closed job
+  removes it. A full disk raises ``DiskFullError``.
+* Damaged input: undecodable packets are skipped and damaged container data ends the clip
+  where it is, so a corrupt or truncated file gives the frames that could be read (with their
+  timing), never a hang; ``VideoResult.complete`` is False and ``damaged`` counts the skipped
+  packets. A file with no decodable frame at all raises ``VideoError``.
+* Jobs: :func:`iter_stylize_video` is the same work as a generator that yields a
+  :class:`VideoProgress` after each batch (the web app drives it, and stops it between two
+  batches by closing it); :func:`stylize_video` runs it to the end.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +48,7 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
+from scenimefy.inference.outputs import atomic_output
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.inference.stabilize import (
     DEFAULT_MOMENTUM,
@@ -68,6 +79,28 @@ DEFAULT_CRF = 18  # visually lossless for x264; the network output is smooth and
 Stabilize = Literal[True, False, "stats", "filter"]
 
 
+@dataclass(frozen=True)
+class VideoPlan:
+    """What a job will do, known before its first frame (the app shows it)."""
+
+    width: int  # encoded size (stored orientation)
+    height: int
+    display_width: int  # as players show it (rotation applied)
+    display_height: int
+    start: float  # seconds into the clip
+    seconds: float | None  # length of the part stylized (None: unknown, to the end)
+    clip_seconds: float | None  # the whole clip
+    frames: int | None  # expected frame count of the part
+    info: VideoInfo
+
+
+@dataclass(frozen=True)
+class VideoProgress:
+    done: int  # frames stylized and encoded so far
+    total: int | None  # expected frames (None: unknown)
+    plan: VideoPlan
+
+
 @dataclass
 class VideoResult:
     path: Path
@@ -78,13 +111,86 @@ class VideoResult:
     audio: str  # "copied", "re-encoded" or "none"
     seconds: float  # wall time
     flicker: FlickerStats | None = None
+    complete: bool = True  # False: the input was damaged or ended early; ``frames`` is what could be read
+    damaged: int = 0  # undecodable packets skipped
+    expected_frames: int | None = None
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
+def plan_video(
+    src: str | os.PathLike,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_side: int | None = None,
+    info: VideoInfo | None = None,
+) -> VideoPlan:
+    """Probe ``src`` and say what a job with these options would stylize (size, part, frames)."""
+    info = info or probe_video(src)
+    if start < 0:
+        raise VideoError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and duration <= 0:
+        raise VideoError(f"duration must be > 0 seconds, got {duration}")
+    w, h = output_size(info.width, info.height, max_side)
+    turned = quarter_turns(info.rotation) % 2 == 1
+    seconds = duration
+    if info.duration is not None:
+        rest = max(0.0, info.duration - start)
+        seconds = rest if duration is None else min(duration, rest)
+    frames = None
+    if info.fps and seconds is not None:
+        frames = max(1, round(seconds * float(info.fps)))
+    elif info.frames and duration is None and not start:
+        frames = info.frames
+    return VideoPlan(
+        width=w,
+        height=h,
+        display_width=h if turned else w,
+        display_height=w if turned else h,
+        start=start,
+        seconds=seconds,
+        clip_seconds=info.duration,
+        frames=frames,
+        info=info,
+    )
+
+
 def stylize_video(
+    pipe: ScenimefyPipeline,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    progress: bool = True,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    **options,
+) -> VideoResult:
+    """Stylize the video ``src`` into ``dst`` (.mp4, .m4v, .mov or .mkv; H.264 + the audio).
+
+    ``options`` are those of :func:`iter_stylize_video`. ``progress`` shows a tqdm bar;
+    ``on_progress(done, total)`` is also called after each batch.
+    """
+    job = iter_stylize_video(pipe, src, dst, **options)
+    bar = None
+    with closing(job):
+        try:
+            while True:
+                update = next(job)
+                if bar is None:
+                    bar = tqdm(total=update.total, desc="video", unit="frame", disable=not progress)
+                bar.update(update.done - bar.n)
+                if on_progress is not None and update.done:
+                    on_progress(update.done, update.total)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def iter_stylize_video(
     pipe: ScenimefyPipeline,
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -100,10 +206,11 @@ def stylize_video(
     exact: bool = False,
     measure_flicker: bool = False,
     adjust: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-    progress: bool = True,
-    on_progress: Callable[[int, int | None], None] | None = None,
-) -> VideoResult:
-    """Stylize the video ``src`` into ``dst`` (.mp4, .m4v, .mov or .mkv; H.264 + the audio).
+    plan: VideoPlan | None = None,
+) -> Generator[VideoProgress, None, VideoResult]:
+    """The video job as a generator: yields a :class:`VideoProgress` before the first frame and
+    after each batch, returns the :class:`VideoResult`. Closing it stops the work between two
+    batches, frees the decoder and encoder, and removes the partial output.
 
     Args:
         stabilize: True: smoothed InstanceNorm statistics (EMA ``momentum``) and the motion-gated
@@ -116,55 +223,45 @@ def stylize_video(
         measure_flicker: compute :class:`FlickerStats` (costs a little per frame).
         adjust: ``adjust(frames, stylized) -> frames`` on (B, H, W, 3) uint8 upright batches,
             e.g. the app's strength blend; the flicker index measures its result.
-        progress: a tqdm bar; ``on_progress(done, total)`` is also called after each batch.
-
-    The output is written to a temporary file next to ``dst`` and renamed when complete.
+        plan: a :func:`plan_video` of the same options, to skip probing the file again.
     """
     if batch_size < 1:
         raise VideoError("batch_size must be >= 1")
+    if stabilize not in (True, False, "stats", "filter"):
+        raise VideoError(f"stabilize must be True, False, 'stats' or 'filter', got {stabilize!r}")
     dst = Path(dst)
     container_format = CONTAINERS.get(dst.suffix.lower())
     if container_format is None:
         raise VideoError(f"{dst}: output must end in one of {', '.join(CONTAINERS)}")
-    info = probe_video(src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".partial" + dst.suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    plan = plan or plan_video(src, start=start, duration=duration, max_side=max_side)
+    yield VideoProgress(0, plan.frames, plan)
     began = time.perf_counter()
-    try:
-        done, audio_mode, (w, h), flicker = _transcode(
+    with atomic_output(dst) as tmp:
+        stats = yield from _transcode(
             pipe,
             src,
             tmp,
             container_format,
-            info,
+            plan,
             stabilize=stabilize,
             momentum=momentum,
             start=start,
             duration=duration,
-            max_side=max_side,
             batch_size=batch_size,
             crf=crf,
             preset=preset,
             exact=exact,
             measure_flicker=measure_flicker,
             adjust=adjust,
-            progress=progress,
-            on_progress=on_progress,
         )
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return VideoResult(
         path=dst,
-        frames=done,
-        width=w,
-        height=h,
-        fps=info.fps,
-        audio=audio_mode,
+        width=plan.width,
+        height=plan.height,
+        fps=plan.info.fps,
         seconds=time.perf_counter() - began,
-        flicker=flicker,
+        expected_frames=plan.frames,
+        **stats,
     )
 
 
@@ -173,26 +270,22 @@ def _transcode(
     src,
     tmp: Path,
     container_format: str,
-    info: VideoInfo,
+    plan: VideoPlan,
     *,
     stabilize,
     momentum,
     start,
     duration,
-    max_side,
     batch_size,
     crf,
     preset,
     exact,
     measure_flicker,
     adjust,
-    progress,
-    on_progress,
-):
+) -> Generator[VideoProgress, None, dict]:
+    info = plan.info
     turns = quarter_turns(info.rotation)
-    out_w, out_h = output_size(info.width, info.height, max_side)
-    if stabilize not in (True, False, "stats", "filter"):
-        raise VideoError(f"stabilize must be True, False, 'stats' or 'filter', got {stabilize!r}")
+    out_w, out_h = plan.width, plan.height
     smoother = NormStatsSmoother(momentum) if stabilize in (True, "stats") else None
     deflicker = TemporalFilter() if stabilize in (True, "filter") else None
     meter = FlickerMeter() if measure_flicker else None
@@ -216,8 +309,7 @@ def _transcode(
             audio = AudioTrack(out, inp.streams.audio[0], start, duration, origin_s, container_format)
         if rng.start > rng.origin:
             inp.seek(rng.start, stream=vin)  # lands on the keyframe before; earlier frames are skipped
-        total = frame_total(info, rng)
-        bar = tqdm(total=total, desc="video", unit="frame", disable=not progress)
+        total = plan.frames if plan.frames is not None else frame_total(info, rng)
         batch: list[tuple[np.ndarray, int]] = []
         state = {"done": 0, "last_pts": None}
 
@@ -239,48 +331,83 @@ def _transcode(
                 for packet in vout.encode(frame.reformat(format="yuv420p")):
                     out.mux(packet)
             state["done"] += len(batch)
-            bar.update(len(batch))
-            if on_progress is not None:
-                on_progress(state["done"], total)
             batch.clear()
+
+        def take(frame: av.VideoFrame) -> bool:
+            """Queue one decoded frame; False once past the range's end."""
+            pts = frame_pts(frame, state, vin, info)
+            if pts < rng.start:
+                return True
+            if rng.end is not None and pts >= rng.end:
+                return False
+            interpolation = "AREA" if out_w < frame.width else "BICUBIC"
+            rgb = frame.reformat(out_w, out_h, "rgb24", interpolation=interpolation).to_ndarray()
+            batch.append((rgb, pts - rng.start))  # output t = 0 at the range start
+            return True
 
         streams = [vin] + ([audio.source] if audio else [])
         finished = False  # past the range's last video frame
-        try:
-            for packet in demux(inp, streams, src):
-                if audio is not None and packet.stream is audio.source:
-                    for p in audio.packets(packet):
-                        out.mux(p)
-                    continue
-                if finished:
-                    # Packets interleave by time: a video packet well past the range end means
-                    # the range's audio has been read too.
-                    if audio is None or audio.end_s is None or packet_seconds(packet) > audio.end_s + 1.0:
-                        break
-                    continue
-                for frame in decode_packet(packet, src, state["done"]):
-                    pts = frame_pts(frame, state, vin, info)
-                    if pts < rng.start:
-                        continue
-                    if rng.end is not None and pts >= rng.end:
-                        finished = True
-                        break
-                    interpolation = "AREA" if out_w < frame.width else "BICUBIC"
-                    rgb = frame.reformat(out_w, out_h, "rgb24", interpolation=interpolation).to_ndarray()
-                    batch.append((rgb, pts - rng.start))  # output t = 0 at the range start
-                    if len(batch) >= batch_size:
-                        flush_batch()
-            if batch:
-                flush_batch()
-        finally:
-            bar.close()
+        damaged = 0  # undecodable packets skipped
+        broken: list[str] = []  # container errors that ended the demuxing early
+        for packet in demux(inp, streams, broken):
+            if audio is not None and packet.stream is audio.source:
+                for p in audio.packets(packet):
+                    out.mux(p)
+                continue
+            if finished:
+                # Packets interleave by time: a video packet well past the range end means
+                # the range's audio has been read too.
+                if audio is None or audio.end_s is None or packet_seconds(packet) > audio.end_s + 1.0:
+                    break
+                continue
+            frames = decode_packet(packet)
+            if frames is None:
+                damaged += 1
+                continue
+            for frame in frames:
+                if not take(frame):
+                    finished = True
+                    break
+                if len(batch) >= batch_size:
+                    flush_batch()
+                    yield VideoProgress(state["done"], total, plan)
+        if broken and not finished:  # the demuxer gave up: drain what the decoder still holds
+            for frame in _drain(vin):
+                if not take(frame):
+                    break
+                if len(batch) >= batch_size:
+                    flush_batch()
+                    yield VideoProgress(state["done"], total, plan)
+        if batch:
+            flush_batch()
+            yield VideoProgress(state["done"], total, plan)
         if state["done"] == 0:
+            if damaged or broken:
+                raise VideoError(
+                    f"{src}: the video data is damaged: no frame of the requested range could be decoded", "undecodable"
+                )
             raise VideoError(
-                f"{src}: no frames in the requested range (start {start} s, clip {info.duration or '?'} s)"
+                f"{src}: no frames in the requested range (start {start} s, clip {info.duration or '?'} s)",
+                "no_frames",
             )
         for packet in vout.encode(None):
             out.mux(packet)
         if audio is not None:
             for packet in audio.flush():
                 out.mux(packet)
-    return state["done"], audio.mode if audio else "none", (out_w, out_h), meter.result() if meter else None
+    ended_early = not finished and total is not None and state["done"] < total * 0.98 - 1
+    return {
+        "frames": state["done"],
+        "audio": audio.mode if audio else "none",
+        "flicker": meter.result() if meter else None,
+        "complete": not (damaged or broken or ended_early),
+        "damaged": damaged,
+    }
+
+
+def _drain(stream) -> list[av.VideoFrame]:
+    """The frames a decoder still holds (frame threading, B-frames) when its input stopped early."""
+    try:
+        return stream.decode(None)
+    except av.FFmpegError:
+        return []

@@ -20,7 +20,21 @@ MP4_COPY_AUDIO = {"aac", "mp3", "opus", "flac"}
 
 
 class VideoError(ValueError):
-    """A video we cannot read or a request we cannot serve; the message says which and why."""
+    """A video we cannot read or a request we cannot serve; the message says which and why.
+
+    ``kind`` says which, for programs that word it for their own users (the web app): "missing",
+    "empty", "unreadable" (not a video), "no_video" (no video track), "undecodable" (no frame
+    can be decoded), "no_frames" (nothing in the requested range), "request" (a bad argument).
+    """
+
+    def __init__(self, message: str, kind: str = "request") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def ffmpeg_reason(err: Exception) -> str:
+    """FFmpeg's words for ``err`` without the errno number and file name PyAV adds."""
+    return getattr(err, "strerror", None) or str(err)
 
 
 @dataclass(frozen=True)
@@ -39,25 +53,27 @@ class VideoInfo:
 def open_video(path: str | os.PathLike) -> av.container.InputContainer:
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"{path}: no such file")
+        raise VideoError(f"{path}: no such file", "missing")
     if path.stat().st_size == 0:
-        raise VideoError(f"{path}: the file is empty (0 bytes)")
+        raise VideoError(f"{path}: the file is empty (0 bytes)", "empty")
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as err:
-        raise VideoError(f"{path}: not a video file FFmpeg can read ({err})") from None
+        raise VideoError(f"{path}: not a video file FFmpeg can read ({ffmpeg_reason(err)})", "unreadable") from None
     if not container.streams.video:
         container.close()
-        raise VideoError(f"{path}: the file has no video track")
+        raise VideoError(f"{path}: the file has no video track", "no_video")
     return container
 
 
-def _first_frame(container, stream) -> av.VideoFrame | None:
-    try:
-        for frame in container.decode(stream):
-            return frame
-    except av.FFmpegError:
-        return None
+def _first_frame(container, stream, max_packets: int = 300) -> av.VideoFrame | None:
+    """The first decodable frame, skipping damaged packets (at most ``max_packets`` are read)."""
+    for i, packet in enumerate(demux(container, [stream])):
+        frames = decode_packet(packet)
+        if frames:
+            return frames[0]
+        if i >= max_packets:
+            break
     return None
 
 
@@ -74,7 +90,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
         frame = _first_frame(container, stream)
         if frame is None:
-            raise VideoError(f"{path}: the video track holds no decodable frame")
+            raise VideoError(f"{path}: the video track holds no decodable frame", "undecodable")
         return VideoInfo(
             width=frame.width,
             height=frame.height,
@@ -195,18 +211,22 @@ class AudioTrack:
             yield from self.stream.encode(None)
 
 
-def demux(container, streams, src) -> Iterator[av.Packet]:
+def demux(container, streams, errors: list[str] | None = None) -> Iterator[av.Packet]:
+    """The packets of ``streams``. Damaged container data ends the stream where it is (what was
+    read so far is kept) instead of raising; FFmpeg's reason is appended to ``errors``."""
     try:
         yield from container.demux(streams)
     except av.FFmpegError as err:
-        raise VideoError(f"{src}: the file is broken ({err})") from None
+        if errors is not None:
+            errors.append(ffmpeg_reason(err))
 
 
-def decode_packet(packet: av.Packet, src, done: int) -> list[av.VideoFrame]:
+def decode_packet(packet: av.Packet) -> list[av.VideoFrame] | None:
+    """The frames of one packet, or None when its data is damaged (the caller skips it)."""
     try:
         return packet.decode()
-    except av.FFmpegError as err:
-        raise VideoError(f"{src}: the video data is broken after {done} frames ({err})") from None
+    except av.FFmpegError:
+        return None
 
 
 def packet_seconds(packet: av.Packet) -> float:

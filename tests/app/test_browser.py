@@ -1,13 +1,16 @@
 """The web app in a real browser: headless Chromium (Debian package) driven by Playwright.
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium (``make browser-deps``).
-A screenshot of the page after stylizing lands in test-artifacts/ (git-ignored).
+Every check reads what the page shows (the rendered DOM text of notes, labels and toasts), not
+the Python strings. Screenshots land in test-artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,10 @@ import pytest
 from PIL import Image
 
 import app as webapp
-from tests.support.paths import REPO, SAMPLES
-from tests.support.webapp import serve, tiny_shinkai_env
+from tests.inference.test_video import moving_square, write_clip
+from tests.support.fixtures import tiny_translator, write_awkward_images, write_png_bomb
+from tests.support.paths import DATA, REPO, SAMPLES
+from tests.support.webapp import AppProcess, serve, tiny_shinkai_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -38,23 +43,59 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     mp = tiny_shinkai_env(tmp_path_factory)
-    demo = webapp.build_demo(max_side=256)
+    mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf")))  # hosoda: nothing cached
+    demo = webapp.build_demo(max_side=256, video_max_side=64, video_seconds=2)
     yield serve(demo, max_queue=8)
     demo.close()
     mp.undo()
 
 
 @pytest.fixture(scope="module")
-def page():
+def browser():
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1100})
-        yield context.new_page()
-        context.close()
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def toast_saying(page, text: str, timeout: float = 60) -> str:
+    """The rendered text of the toast that contains ``text`` (then all toasts are closed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = [t.inner_text() for t in page.locator("[data-testid=toast-text]").all()]
+        found = [t for t in shown if text in t]
+        if found:
+            for close in page.locator("[data-testid=toast-close]").all():
+                close.click()
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no toast saying {text!r}; toasts: {shown}")
+
+
+def assert_no_server_details(page) -> None:
+    body = page.evaluate("document.body.innerText")
+    for leak in ("/tmp/", "Errno", "Traceback", "Error:", "<folder"):
+        assert leak not in body, (leak, body[-2000:])
+
+
+def choose_style(page, label: str) -> None:
+    page.locator("#style input").click()
+    page.get_by_role("option", name=label).click()
 
 
 def test_upload_stylize_and_see_the_result(app_url, page):
@@ -73,6 +114,159 @@ def test_upload_stylize_and_see_the_result(app_url, page):
     assert out.shape == photo.shape
     assert np.abs(out - photo).mean() > 5  # stylized, not the upload echoed
     page.locator("#before-after img").first.wait_for(state="visible", timeout=30_000)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser-stylize.png"), full_page=True)
+    assert page.locator("#result a[download]").first.get_attribute("download") == "teaser-0-shinkai.png"
+    screenshot(page, "browser-stylize.png")
     assert (ARTIFACTS / "browser-stylize.png").stat().st_size > 10_000
+
+
+def test_every_message_reads_right_in_the_page(app_url, page, tmp_path):
+    """What a user sees for a style without weights, a huge photo, a damaged photo, a file that
+    is not a video, and a clip without sound: plain sentences, no server paths or error numbers."""
+    huge = tmp_path / "huge.png"
+    write_png_bomb(huge, side=20000)  # a valid 20000 x 20000 PNG, 400 MP
+    truncated = write_awkward_images(tmp_path / "awkward")["truncated"]
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("shopping list: rice, miso\n")
+    silent = tmp_path / "silent walk.mp4"
+    write_clip(silent, moving_square(12, 48, 32), rate=12)
+
+    page.goto(app_url, wait_until="networkidle")
+    assert page.inner_text("#style-note").startswith("Makoto Shinkai: ready")  # opens on a style that runs
+    choose_style(page, "Mamoru Hosoda (not available)")
+    page.wait_for_function("document.querySelector('#style-note').innerText.includes('Hosoda')")
+    note = page.inner_text("#style-note")
+    assert note == (
+        "Not available. The Mamoru Hosoda style cannot be used: no weights for it have been published yet, "
+        "and this server has none of its own. Choose Makoto Shinkai instead."
+    )
+    assert page.locator("#stylize").is_disabled()  # and Stylize is off
+    screenshot(page, "browser-hosoda.png")
+    choose_style(page, "Makoto Shinkai")
+    page.wait_for_function("!document.querySelector('#stylize').disabled")
+
+    page.locator("#photo input[type=file]").set_input_files(str(huge))
+    message = toast_saying(page, "huge.png")
+    assert message == (
+        "huge.png is too large: 20000 x 20000 pixels (400 megapixels). The largest photo this app takes is "
+        "50 megapixels; make it smaller and upload it again."
+    )
+    page.locator("#photo input[type=file]").set_input_files(str(truncated))
+    message = toast_saying(page, "truncated.jpg")
+    assert message == (
+        "truncated.jpg is damaged or incomplete, so it cannot be read: the file may not have finished saving "
+        "or uploading. Try another copy of the photo."
+    )
+    assert_no_server_details(page)
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#clip input[type=file]").set_input_files(str(not_a_video))
+    expected = "notes.mp4 is not a video this app can read. Upload an MP4, MOV, WebM or MKV clip."
+    page.wait_for_function(f"document.querySelector('#video-note').innerText.includes({expected!r})")
+    page.locator("#stylize-video").click()
+    assert toast_saying(page, "notes.mp4") == expected
+    screenshot(page, "browser-not-a-video.png")
+    assert_no_server_details(page)
+
+    page.locator("#clip button[aria-label='Clear']").first.click()
+    page.locator("#clip input[type=file]").set_input_files(str(silent))
+    page.wait_for_function("document.querySelector('#video-note').innerText.includes('no sound')")
+    assert page.inner_text("#video-note") == (
+        "Stylizing the whole clip (1.0 s) at 48 x 32 px, 12 frames. The clip has no sound."
+    )
+    page.locator("#stylize-video").click()
+    page.wait_for_function(
+        "document.querySelector('#video-result').innerText.includes('Anime video (no sound)')", timeout=120_000
+    )
+    assert "Anime video (no sound)" in page.inner_text("#video-result")
+    assert page.inner_text("#video-note").startswith("Done in ")
+    assert "without sound (the clip has none)" in page.inner_text("#video-note")
+    link = page.locator("#video-result a[download]").first
+    assert link.get_attribute("download") == "silent walk-shinkai.mp4"
+    screenshot(page, "browser-silent-clip.png")
+    assert_no_server_details(page)
+
+
+def test_offline_without_weights_the_page_says_why_nothing_runs(monkeypatch, tmp_path, page):
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI", raising=False)
+    monkeypatch.delenv("SCENIMEFY_STYLE_HOSODA", raising=False)
+    monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    demo = webapp.build_demo(max_side=256)
+    url = serve(demo)
+    try:
+        page.goto(url, wait_until="networkidle")
+        assert page.inner_text("#style-note") == (
+            "Not available. The Makoto Shinkai style cannot be used: this server has not downloaded its weights "
+            "and cannot download them now (it has no internet access). No style can run on this server at the "
+            "moment; please come back later."
+        )
+        assert page.locator("#style input").input_value() == "Makoto Shinkai (not available)"
+        assert page.locator("#stylize").is_disabled()
+        page.get_by_text("Styles: where their weights come from").click()
+        panel = page.inner_text("#style-status")  # the operator's instructions, copy-pasteable
+        assert "--weights shinkai=PATH" in panel and "SCENIMEFY_STYLE_SHINKAI=PATH" in panel
+        assert "scenimefy download shinkai" in panel and "scenimefy download hosoda" not in panel
+        screenshot(page, "browser-offline.png")
+        assert_no_server_details(page)
+    finally:
+        demo.close()
+
+
+@pytest.mark.slow
+def test_cancel_stops_the_video_worker_and_frees_its_memory(tmp_path, page):
+    weights = tmp_path / "w"
+    tiny_translator().save_pretrained(weights)
+    server = AppProcess(
+        tmp_path,
+        ["--weights", f"shinkai={weights}", "--video-max-side", "960", "--video-seconds", "10", "--log-level", "debug"],
+    )
+    try:
+        page.goto(server.url, wait_until="networkidle")
+        page.get_by_role("tab", name="Video").click()
+        # A short job first: what any first job loads once (codecs, thread pools) is not the job's memory.
+        warm = tmp_path / "warm.mp4"
+        write_clip(warm, moving_square(6, 64, 48), rate=12)
+        page.locator("#clip input[type=file]").set_input_files(str(warm))
+        page.wait_for_function("document.querySelector('#video-note').innerText.includes('6 frames')")
+        page.locator("#stylize-video").click()
+        page.wait_for_function("document.querySelector('#video-note').innerText.startsWith('Done')", timeout=120_000)
+        time.sleep(2)
+        before = server.rss_mb()
+
+        page.locator("#clip button[aria-label='Clear']").first.click()
+        page.locator("#clip input[type=file]").set_input_files(str(DATA / "video" / "hanami.mp4"))
+        page.locator("#video-note").get_by_text("9.5 s clip").wait_for(timeout=60_000)
+        page.locator("[data-testid=number-input]").last.fill("10")  # the whole clip: a long job
+        page.locator("[data-testid=number-input]").last.press("Enter")
+        page.locator("#stylize-video").click()
+        page.wait_for_function(
+            "/Frame (1[0-9]|[2-9][0-9]) of/.test(document.querySelector('#video-note').innerText)", timeout=180_000
+        )
+        during = server.rss_mb()
+        screenshot(page, "browser-video-running.png")
+        running = page.inner_text("#video-note")
+        assert re.search(r"Frame \d+ of 285: about .* left\.", running), running  # progress with time left
+        page.locator("#cancel-video").click()
+        log = server.wait_for_log("partial output removed", timeout=60)
+        assert page.locator("#video-note").inner_text() == "Cancelled: the video was not made."
+        assert page.locator("#video-result video").count() == 0  # the earlier result is not shown as this one
+
+        lines = log.splitlines()
+        requested = next(i for i, line in enumerate(lines) if "cancel requested" in line)
+        stopped = next(i for i, line in enumerate(lines) if "cancelled after" in line)
+        frames_after_cancel = [line for line in lines[requested:stopped] if "frame" in line and "done" in line]
+        print("\n".join(lines[requested - 2 : stopped + 1]))
+        assert len(frames_after_cancel) <= 2, frames_after_cancel  # the worker stops within a frame or two
+        cpu = server.cpu_seconds()
+        time.sleep(3)
+        assert server.cpu_seconds() - cpu < 0.5  # nothing runs any more
+        assert "frame" not in server.log().split("cancelled after", 1)[1].replace("frames; partial", "")
+        after = server.rss_mb()
+        print(f"server memory: {before:.0f} MB before the job, {during:.0f} MB during it, {after:.0f} MB after cancel")
+        assert during - before > 50  # the job held frames, decoder and encoder buffers ...
+        assert after - before < 0.25 * (during - before), (before, during, after)  # ... and gave them back
+        scratch = server.tmp / "scenimefy-app"
+        assert not [p for p in scratch.rglob("*") if "hanami" in p.name]  # the partial file is gone
+        screenshot(page, "browser-video-cancelled.png")
+    finally:
+        server.stop()

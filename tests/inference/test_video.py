@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 from fractions import Fraction
@@ -14,7 +15,7 @@ import torch
 
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.inference.stabilize import FlickerMeter, NormStatsSmoother
-from scenimefy.inference.video import stylize_video
+from scenimefy.inference.video import iter_stylize_video, stylize_video
 from scenimefy.inference.video_io import VideoError, output_size, probe_video
 from tests.support.fixtures import tiny_translator
 from tests.support.paths import DATA
@@ -53,10 +54,12 @@ def write_clip(
     rotation: int = 0,
     audio: str | None = None,
     pix_fmt: str = "yuv420p",
+    faststart: bool = False,
 ) -> None:
     """Encode ``frames`` with libx264 (pts in ``time_base``, default every 1/rate s), optional audio."""
     container = "matroska" if path.suffix == ".mkv" else None
-    with av.open(str(path), "w", format=container) as out:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", format=container, options=options) as out:
         stream = out.add_stream("libx264", rate=rate)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = pix_fmt
@@ -234,6 +237,86 @@ def test_bad_inputs_raise_video_error_and_leave_nothing(pipe, tmp_path):
         with pytest.raises(VideoError, match=message):
             stylize_video(pipe, src, dst, progress=False, **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "empty.mp4", "notes.mp4"]
+
+
+def decode_all(path: Path) -> int:
+    """Every frame of ``path`` decodes (raises otherwise); returns the count."""
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "partial" in p.name)
+
+
+def test_truncated_and_corrupt_clips_give_the_frames_read_so_far(pipe, tmp_path):
+    """Policy (docs/video.md): damaged packets are skipped, a file cut short ends the output where
+    its data ends; the result is a whole, playable file and says it is incomplete."""
+    frames = moving_square(30, 64, 48)
+    cases = {}
+    for name, kwargs in (("cut.mkv", {}), ("cut.mp4", {"faststart": True}), ("holes.mp4", {"faststart": True})):
+        whole = tmp_path / f"whole-{name}"
+        write_clip(whole, frames, audio="aac", **kwargs)
+        data = bytearray(whole.read_bytes())
+        if name.startswith("cut"):
+            data = data[: len(data) * 55 // 100]  # the download / copy stopped part-way
+        else:
+            mid = len(data) // 2
+            data[mid : mid + 1500] = np.random.default_rng(0).integers(0, 256, 1500, dtype=np.uint8).tobytes()
+        cases[name] = tmp_path / name
+        cases[name].write_bytes(bytes(data))
+    for name, src in cases.items():
+        out = tmp_path / f"out-{name}.mp4"
+        result = stylize_video(pipe, src, out, progress=False, preset="ultrafast")
+        assert not result.complete, name
+        assert 3 <= result.frames < 30 or (name == "holes.mp4" and result.damaged > 0), (name, result)
+        assert decode_all(out) == result.frames  # a whole file: every frame decodes
+        assert read_video(out)["codec"] == "h264"
+    # An mp4 whose index (moov) sits at the end and was cut off cannot be opened at all: a clear error.
+    indexless = tmp_path / "no-index.mp4"
+    write_clip(indexless, frames)
+    indexless.write_bytes(indexless.read_bytes()[: indexless.stat().st_size // 2])
+    with pytest.raises(VideoError, match="not a video file FFmpeg can read") as err:
+        stylize_video(pipe, indexless, tmp_path / "never.mp4", progress=False)
+    assert err.value.kind == "unreadable" and "Errno" not in str(err.value)
+    assert not (tmp_path / "never.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_closing_a_job_stops_it_and_removes_the_partial_output(pipe, tmp_path, monkeypatch):
+    src, dst = tmp_path / "c.mp4", tmp_path / "out.mp4"
+    write_clip(src, moving_square(30, 64, 48), audio="aac")
+    calls = []
+    real = pipe.stylize_frames
+    monkeypatch.setattr(pipe, "stylize_frames", lambda f, **kw: calls.append(len(f)) or real(f, **kw))
+    job = iter_stylize_video(pipe, src, dst, batch_size=2, preset="ultrafast")
+    first = next(job)
+    assert first.done == 0 and first.total == 30 and (first.plan.width, first.plan.height) == (64, 48)
+    assert [next(job).done for _ in range(3)] == [2, 4, 6]
+    assert leftovers(tmp_path) != []  # the partial file exists while the job runs
+    job.close()
+    assert sum(calls) == 6  # no frame after the close
+    assert leftovers(tmp_path) == [] and not dst.exists()
+
+
+def test_full_disk_gives_one_line_and_removes_the_partial_video(tmp_path):
+    weights = tmp_path / "w"
+    tiny_translator().save_pretrained(weights)
+    src = tmp_path / "c.mp4"
+    write_clip(src, moving_square(30, 96, 64))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "scenimefy", "video", str(src), "-o", str(out / "anime.mp4"), "--weights", str(weights)]
+        + ["--crf", "0", "--preset", "ultrafast", "--batch-size", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)),  # a "disk" of 20 kB
+    )
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "file size limit" in errors[0] and "partial file was removed" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []  # no partial file, no output
 
 
 # --------------------------------------------------------------------------- stabilisation
