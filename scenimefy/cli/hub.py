@@ -43,9 +43,15 @@ def add_convert(sub) -> None:
 def _styles(args: argparse.Namespace) -> int:
     from scenimefy.hub import styles
 
-    for name, style in sorted(styles.styles().items()):
+    known = styles.styles()
+    for name, style in sorted(known.items()):
         status, source = styles.style_status(name), styles.style_source(name)
-        print(f"{name:12s} {status:14s} {style.title}: {style.description} [{source}]")
+        variant = ""
+        if style.lite and style.lite.lower() in known:
+            variant = f" Fast variant: {style.lite} ({styles.style_status(style.lite)})."
+        elif style.lite_of:
+            variant = f" Fast variant of {style.lite_of}."
+        print(f"{name:12s} {status:14s} {style.title}: {style.description}{variant} [{source}]")
     if styles.index_source():
         print(f"(styles index: {styles.index_source()})")
     return 0

@@ -41,11 +41,16 @@ class Style:
     subfolder: str | None = None  # translator folder inside the repo
     url: str | None = None  # direct download fallback for ``filename``
     license: str = "S-Lab License 1.0 (non-commercial)"
+    lite: str | None = None  # the style's distilled fast variant (a style name), if it has one
+    lite_of: str | None = None  # for a lite variant: the full style it was distilled from
 
 
 #: The Hub repo the project publishes its Hosoda translator to; ``hosoda`` loads from it as soon
 #: as it exists (no code change), see docs/publishing.md.
 HOSODA_REPO_ID = "scenimefy/hosoda-translator"
+#: The Hub repo the project publishes the distilled Shinkai student to (docs/lite.md); like hosoda,
+#: ``shinkai-lite`` loads from it as soon as it exists.
+SHINKAI_LITE_REPO_ID = "scenimefy/shinkai-lite"
 #: Environment variable naming the styles index (an empty value disables the default file).
 INDEX_ENV = "SCENIMEFY_STYLES_INDEX"
 
@@ -68,6 +73,17 @@ register_style(
         repo_type="space",
         filename="Scenimefy/pretrained_models/huggingface/Shinkai_net_G.pth",
         url="https://github.com/Yuxinn-J/Scenimefy/releases/download/v0.1.0/Shinkai_net_G.pth",
+        lite="shinkai-lite",
+    )
+)
+register_style(
+    Style(
+        name="shinkai-lite",
+        title="Makoto Shinkai (fast)",
+        description=f"A small student distilled from the Shinkai translator for live video; loads from "
+        f"{SHINKAI_LITE_REPO_ID} once published.",
+        repo_id=SHINKAI_LITE_REPO_ID,
+        lite_of="shinkai",
     )
 )
 register_style(

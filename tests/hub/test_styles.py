@@ -22,7 +22,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path / "sc"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv(styles.INDEX_ENV, raising=False)
-    for name in ("HOSODA", "GHIBLI", "SHINKAI"):
+    for name in ("HOSODA", "GHIBLI", "SHINKAI", "SHINKAI_LITE"):
         monkeypatch.delenv(f"SCENIMEFY_STYLE_{name}", raising=False)
 
 
@@ -48,6 +48,22 @@ def test_published_hosoda_appears_and_loads_without_code_changes(tmp_path, capsy
     assert main(["styles"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("hosoda"))
     assert "ready" in line and styles.HOSODA_REPO_ID in line
+
+
+def test_shinkai_lite_loads_as_soon_as_published_and_styles_names_the_variant(tmp_path, capsys):
+    assert styles.get_style("shinkai").lite == "shinkai-lite"
+    assert styles.style_status("shinkai-lite") == "needs weights"
+    assert main(["styles"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    shinkai = next(row for row in listing if row.startswith("shinkai "))
+    assert "Fast variant: shinkai-lite (needs weights)" in shinkai
+    tiny = published(tmp_path, styles.SHINKAI_LITE_REPO_ID, seed=5, style="shinkai-lite")
+    assert styles.style_status("shinkai-lite") == "ready"
+    pipe = ScenimefyPipeline.from_pretrained(style="shinkai-lite")
+    np.testing.assert_array_equal(pipe(gradient(24, 20), output_type="np"), stylize(tiny))
+    assert main(["styles"]) == 0
+    lite = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("shinkai-lite"))
+    assert "ready" in lite and "Fast variant of shinkai" in lite
 
 
 def test_offline_missing_published_style_fails_fast_with_instructions():
@@ -133,7 +149,7 @@ def test_broken_or_unreachable_index_warns_and_keeps_the_builtins(tmp_path, monk
     bad.write_text('{"styles": [{"name": "x", "colour": "red"}]}')
     monkeypatch.setenv(styles.INDEX_ENV, str(bad))
     with pytest.warns(UserWarning, match="unknown keys"):
-        assert set(styles.styles()) == {"shinkai", "hosoda"}
+        assert set(styles.styles()) == {"shinkai", "shinkai-lite", "hosoda"}
     monkeypatch.setenv(styles.INDEX_ENV, "hf://someone/absent-index/styles.json")
     start = time.monotonic()
     with pytest.warns(UserWarning, match="ignored"):
