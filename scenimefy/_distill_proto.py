@@ -235,7 +235,7 @@ def distill_loss(out: torch.Tensor, target: torch.Tensor, weights: LossWeights) 
     if weights.multiscale:
         terms["multiscale"] = multiscale_l1(out, target)
     loss = sum(getattr(weights, k) * v for k, v in terms.items())
-    return loss, {k: float(v) for k, v in terms.items()}
+    return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
 def distill_step(
