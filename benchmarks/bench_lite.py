@@ -26,13 +26,14 @@ and the speed table is printed for each of ``--threads`` (default 2 and 1).
 
     python benchmarks/bench_lite.py                        # ~3-6 min (2 idle cores, cold cache)
     python benchmarks/bench_lite.py --train-seconds 900    # longer distillation
-    python benchmarks/bench_lite.py --config '{"channels": [16, 32, 64], "n_blocks": 8}'
+    python benchmarks/bench_lite.py --config '{"channels": [16, 32, 64, 128], "n_blocks": 6}'
     python benchmarks/bench_lite.py --load out/lite --train-seconds 0   # evaluate a saved student
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -88,9 +89,9 @@ def timed(fns: dict, reps: int) -> dict[str, float]:
 
 def speed_table(teacher, student, sizes: list[int], threads: int, reps: int) -> None:
     torch.set_num_threads(threads)
-    eager_bf16 = ScenimefyLiteTranslator.from_config(student.config).eval()
-    eager_bf16.load_state_dict(student.state_dict())
-    eager_bf16.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+    eager_bf16 = copy.deepcopy(student).eval().to(memory_format=torch.channels_last)
+    for p in eager_bf16.parameters():  # not .to(dtype): diffusers warns about fp32-only modules
+        p.data = p.data.to(torch.bfloat16)
     print(f"\nspeed, {threads} thread(s), median of {reps} interleaved runs (load average {os.getloadavg()[0]:.1f}):")
     print(f"{'size':>9} {'path':<34} {'ms':>9} {'vs teacher':>11}")
     for side in sizes:
@@ -119,14 +120,16 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="ScenimefyLiteTranslator kwargs as JSON (default config)")
     parser.add_argument("--load", help="start from a saved student folder (save_pretrained)")
     parser.add_argument("--save", help="save the distilled student here (save_pretrained)")
+    parser.add_argument("--init", choices=("default", "teacher-slices"), default="default",
+                        help="teacher-slices: the leading channels of the teacher's weights (same topology only)")
     parser.add_argument("--train-seconds", type=float, default=150.0, help="distillation wall-clock budget")
     parser.add_argument("--steps", type=int, help="train this many steps instead of --train-seconds")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=128, help="training crop side (teacher runs on the crop)")
     parser.add_argument("--views", type=int, default=2, help="random crops per training image")
     parser.add_argument("--short-sides", default="256,640", help="training scales: photo short side range")
-    parser.add_argument("--gradient-weight", type=float, default=0.0, help="image-gradient L1 term")
+    parser.add_argument("--gradient-weight", type=float, default=1.0, help="image-gradient L1 term")
     parser.add_argument("--multiscale-weight", type=float, default=0.0, help="multi-scale L1 term")
     parser.add_argument("--anime", type=int, default=150, help="anime_proxy images added to the training inputs")
     parser.add_argument("--eval-size", type=int, default=512)
@@ -150,6 +153,8 @@ def main() -> None:
     else:
         torch.manual_seed(args.seed)
         student = ScenimefyLiteTranslator(**json.loads(args.config))
+        if args.init == "teacher-slices":
+            distill.init_from_teacher_slices(student, teacher)
     student.eval()
 
     # ---- cost

@@ -200,6 +200,31 @@ def equal_compute_baseline(teacher: torch.nn.Module, rgb: np.ndarray, small_side
     return to_uint8(up)[0]
 
 
+# --------------------------------------------------------------------------- initialisation
+
+
+@torch.no_grad()
+def init_from_teacher_slices(student: torch.nn.Module, teacher: torch.nn.Module) -> torch.nn.Module:
+    """Copy the leading channels of every teacher weight into the student's same-named one.
+
+    For a student with the teacher's topology and fewer channels (same number of
+    downsamplings, at most as many blocks), e.g. the default lite config (16, 32, 64) for the
+    ngf=64 teacher. The stem then computes exactly the teacher's first channels; deeper layers
+    see only part of their inputs, but InstanceNorm removes the scale that loses. Measured: no
+    consistent gain over the default init (docs/lite-notes.md).
+    """
+    if len(student.down) != len(teacher.down) or len(student.blocks) > len(teacher.blocks):
+        raise ValueError("the student must have the teacher's downsamplings and at most its blocks")
+    if student.stem.kernel_size != teacher.stem.kernel_size or student.head.kernel_size != teacher.head.kernel_size:
+        raise ValueError("the student's stem and head kernels must match the teacher's")
+    source = teacher.state_dict()
+    for name, param in student.state_dict().items():
+        if name not in source or any(a > b for a, b in zip(param.shape, source[name].shape)):
+            raise ValueError(f"{name}: no teacher weight to slice {tuple(param.shape)} from")
+        param.copy_(source[name][tuple(slice(0, n) for n in param.shape)])
+    return student
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -272,7 +297,7 @@ def distill(
     steps: int | None = None,
     seconds: float | None = None,
     batch: int = 8,
-    lr: float = 2e-3,
+    lr: float = 5e-4,
     weights: LossWeights = LossWeights(),
     seed: int = 0,
     autocast: bool = True,

@@ -12,11 +12,13 @@ and the converters serve both; only the widths and depths differ:
     up     the mirror of ``down``: blur-upsample, 3x3 conv, norm, ReLU
     head   k x k conv to out_channels, tanh
 
-Images are (B, 3, H, W) in [-1, 1]; H and W must be multiples of 2**n_down (8 for the default
-three downsamplings), and the map at the bottleneck at least 2 pixels a side (reflect padding).
+Images are (B, 3, H, W) in [-1, 1]; H and W must be multiples of 2**n_down (4 for the default
+two downsamplings, as the full translator), and the map at the bottleneck at least 2 pixels a
+side (reflect padding).
 
-The default config (channels (16, 32, 64, 128), 6 blocks) costs 60.0k multiply-adds per output
-pixel, 1/16.3 of the full translator's 977k; docs/lite-notes.md has the measurements behind it.
+The default config (channels (16, 32, 64), 8 blocks: the full translator's topology at a
+quarter of its width) costs 60.0k multiply-adds per output pixel, 1/16.3 of the full
+translator's 977k, and has 0.64M parameters; docs/lite-notes.md has the measurements behind it.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ class ScenimefyLiteTranslator(ModelMixin, ConfigMixin):
         self,
         in_channels: int = 3,
         out_channels: int = 3,
-        channels: Sequence[int] = (16, 32, 64, 128),
-        n_blocks: int = 6,
+        channels: Sequence[int] = (16, 32, 64),
+        n_blocks: int = 8,
         stem_kernel: int = 7,
         head_kernel: int = 7,
         antialias: bool = True,
