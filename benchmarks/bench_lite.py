@@ -1,7 +1,7 @@
 """Scenimefy-Lite in one run: distil the parity teacher on this CPU, then compare.
 
-Prints, against the full translator (the converted parity ``net_G.pth``: random weights in the
-released Shinkai layout) in the same process:
+Prints, against the full translator (by default the converted parity ``net_G.pth``: random
+weights in the released Shinkai layout; ``--teacher`` for real weights) in the same process:
 
 1. cost: multiply-adds per pixel and parameters of student and teacher;
 2. distance: mean |difference| in 8-bit levels to the teacher's fp32 output at full size
@@ -13,7 +13,7 @@ released Shinkai layout) in the same process:
 3. speed: wall time of the teacher's default fast path ``translate(model, x)`` against the
    student through the same ``translate`` (it compiles the lite translator as is) and the
    student's eager ``forward`` in fp32 and bf16 channels_last, at 512x512 and 256x256;
-   repetitions interleaved, medians.
+   repetitions interleaved, medians of wall time and of process CPU time.
 
 Held out: every 4th of ../shared/data/photos and every 3rd of ../shared/samples (by name); the
 student trains on the others plus ``--anime`` images of ../shared/data/anime_proxy (inputs only:
@@ -24,7 +24,8 @@ On a machine shared with other jobs, two OpenMP threads can be 3-10x slower than
 parallel region waits for a descheduled thread), so training runs on ``--train-threads`` (1)
 and the speed table is printed for each of ``--threads`` (default 2 and 1).
 
-    python benchmarks/bench_lite.py                        # ~3-6 min (2 idle cores, cold cache)
+    python benchmarks/bench_lite.py                        # ~10 min with a cold cache on a loaded
+                                                           # machine (150 s of it training)
     python benchmarks/bench_lite.py --train-seconds 900    # longer distillation
     python benchmarks/bench_lite.py --config '{"channels": [16, 32, 64, 128], "n_blocks": 6}'
     python benchmarks/bench_lite.py --load out/lite --train-seconds 0   # evaluate a saved student
@@ -51,6 +52,7 @@ from scenimefy import _distill_proto as distill  # noqa: E402
 from scenimefy.convert import load_reference_translator  # noqa: E402
 from scenimefy.inference import cpu_has_fast_bf16, translate  # noqa: E402
 from scenimefy.models.lite import ScenimefyLiteTranslator, count_macs, count_params  # noqa: E402
+from scenimefy.models.translator import ScenimefyTranslator  # noqa: E402
 
 SHARED = Path(os.environ.get("SCENIMEFY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -74,17 +76,21 @@ def split(anime: int) -> tuple[list[Path], list[Path]]:
     return train, photos_test + samples_test
 
 
-def timed(fns: dict, reps: int) -> dict[str, float]:
-    """Median wall seconds per function, repetitions interleaved (after one warm-up each)."""
+def timed(fns: dict, reps: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, process CPU) seconds per function, repetitions interleaved, after a warm-up.
+
+    With one thread the CPU time is the steadiest figure on a shared machine (it leaves out
+    the time other processes hold the core).
+    """
     for fn in fns.values():
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[name].append((time.perf_counter() - start, time.process_time() - cpu))
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
 
 
 def speed_table(teacher, student, sizes: list[int], threads: int, reps: int) -> None:
@@ -93,7 +99,7 @@ def speed_table(teacher, student, sizes: list[int], threads: int, reps: int) -> 
     for p in eager_bf16.parameters():  # not .to(dtype): diffusers warns about fp32-only modules
         p.data = p.data.to(torch.bfloat16)
     print(f"\nspeed, {threads} thread(s), median of {reps} interleaved runs (load average {os.getloadavg()[0]:.1f}):")
-    print(f"{'size':>9} {'path':<34} {'ms':>9} {'vs teacher':>11}")
+    print(f"{'size':>9} {'path':<34} {'wall ms':>9} {'vs teacher':>11} {'cpu ms':>9} {'vs teacher':>11}")
     for side in sizes:
         x = torch.rand(1, 3, side, side) * 2 - 1
         x_bf16 = x.to(torch.bfloat16, memory_format=torch.channels_last)
@@ -110,13 +116,15 @@ def speed_table(teacher, student, sizes: list[int], threads: int, reps: int) -> 
             "student eager bf16 channels_last": lambda: eager(eager_bf16, x_bf16),
         }
         medians = timed(fns, reps)
-        base = medians["teacher translate() (default)"]
-        for name, t in medians.items():
-            print(f"{side:>4}x{side:<4} {name:<34} {t * 1e3:9.1f} {base / t:10.2f}x")
+        base, base_cpu = medians["teacher translate() (default)"]
+        for name, (t, c) in medians.items():
+            print(f"{side:>4}x{side:<4} {name:<34} {t * 1e3:9.1f} {base / t:10.2f}x {c * 1e3:9.1f} {base_cpu / c:10.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", default=str(SHARED / "parity" / "net_G.pth"),
+                        help="teacher: a reference *_net_G.pth or a translator folder (default: the parity weights)")
     parser.add_argument("--config", default="{}", help="ScenimefyLiteTranslator kwargs as JSON (default config)")
     parser.add_argument("--load", help="start from a saved student folder (save_pretrained)")
     parser.add_argument("--save", help="save the distilled student here (save_pretrained)")
@@ -146,7 +154,11 @@ def main() -> None:
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores, native bf16: {cpu_has_fast_bf16()}; "
           f"torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
     cache = Path(args.cache)
-    teacher = load_reference_translator(SHARED / "parity" / "net_G.pth").eval()
+    teacher_path = Path(args.teacher)
+    if teacher_path.is_dir():
+        teacher = ScenimefyTranslator.from_pretrained(teacher_path).eval()
+    else:
+        teacher = load_reference_translator(teacher_path).eval()
     fingerprint = distill.model_fingerprint(teacher)
     if args.load:
         student = ScenimefyLiteTranslator.from_pretrained(args.load)
