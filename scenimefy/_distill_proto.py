@@ -350,8 +350,6 @@ def student_output(student: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
     return to_uint8(student(to_tensor(rgb)[None].contiguous()))[0]
 
 
-def evaluate(
-    student: torch.nn.Module, pairs: Iterable[tuple[np.ndarray, np.ndarray]]
-) -> list[float]:
+def evaluate(student: torch.nn.Module, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[float]:
     """Mean |diff| in 8-bit levels of the student's output to each (input, teacher output)."""
     return [mean_abs_levels(student_output(student, x), y) for x, y in pairs]

@@ -77,15 +77,29 @@ def export_onnx(
                 wb = torch.export.Dim("w_blocks", min=2, max=4096)
                 shapes = {"x": {0: batch, 2: multiple * hb, 3: multiple * wb}}
             program = torch.onnx.export(
-                model, (x,), input_names=["image"], output_names=["output"], opset_version=opset,
-                dynamo=True, dynamic_shapes=shapes, external_data=False, optimize=True, verbose=False,
+                model,
+                (x,),
+                input_names=["image"],
+                output_names=["output"],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=shapes,
+                external_data=False,
+                optimize=True,
+                verbose=False,
             )
             program.save(str(path), external_data=False)
         else:
             axes = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
             torch.onnx.export(
-                model, (x,), str(path), input_names=["image"], output_names=["output"], opset_version=opset,
-                dynamo=False, dynamic_axes=axes if dynamic else None,
+                model,
+                (x,),
+                str(path),
+                input_names=["image"],
+                output_names=["output"],
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes=axes if dynamic else None,
             )
     return path
 

@@ -25,6 +25,7 @@ from scenimefy.inference.ops import (
     TransposedConv,
 )
 from scenimefy.inference.runtime import ExecutionSettings
+from scenimefy.models.lite import ScenimefyLiteTranslator
 from scenimefy.models.translator import (
     BlurDownsample,
     BlurUpsample,
@@ -42,6 +43,7 @@ class UnsupportedLayerError(TypeError):
 #: Every module type :func:`build_ops` knows, matched exactly: a subclass may compute something else.
 _KNOWN_LAYERS = (
     ScenimefyTranslator,
+    ScenimefyLiteTranslator,
     DownBlock,
     UpBlock,
     ResnetBlock,
@@ -55,6 +57,7 @@ _KNOWN_LAYERS = (
 #: Per block type, the children build_ops reads; anything else would be silently skipped.
 _CHILDREN = {
     ScenimefyTranslator: {"stem", "down", "blocks", "up", "head"},
+    ScenimefyLiteTranslator: {"stem", "down", "blocks", "up", "head"},
     DownBlock: {"conv", "blur"},
     UpBlock: {"upsample", "conv"},
     ResnetBlock: {"conv1", "conv2"},
@@ -65,8 +68,14 @@ def check_supported(model: nn.Module) -> None:
     """Refuse a model the op list would not compute exactly (raises :class:`UnsupportedLayerError`).
 
     The op list is written from the translator's architecture, not traced from its forward, so
-    every module must be one of the known types with the known children and conv geometry.
+    every module must be one of the known types with the known children and conv geometry, and
+    the network must resample by 4 (two down and two up blocks), as the tiling assumes.
     """
+    if type(model) in _CHILDREN and (len(model.down), len(model.up)) != (2, 2):
+        raise UnsupportedLayerError(
+            f"{type(model).__name__} has {len(model.down)} down and {len(model.up)} up blocks; "
+            "the fast path runs networks with two of each (images a multiple of 4)"
+        )
     for name, module in model.named_modules():
         where = f"{type(model).__name__}.{name}" if name else type(model).__name__
         if type(module) not in _KNOWN_LAYERS:

@@ -70,9 +70,7 @@ class ScenimefyLiteTranslator(ModelMixin, ConfigMixin):
         self.stem = nn.Conv2d(in_channels, channels[0], stem_kernel)
         self.down = nn.ModuleList([DownBlock(a, b, antialias) for a, b in zip(channels, channels[1:])])
         self.blocks = nn.ModuleList([ResnetBlock(channels[-1]) for _ in range(n_blocks)])
-        self.up = nn.ModuleList(
-            [UpBlock(b, a, antialias_up) for a, b in reversed(list(zip(channels, channels[1:])))]
-        )
+        self.up = nn.ModuleList([UpBlock(b, a, antialias_up) for a, b in reversed(list(zip(channels, channels[1:])))])
         self.head = nn.Conv2d(channels[0], out_channels, head_kernel)
 
     @property

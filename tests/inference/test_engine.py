@@ -273,3 +273,29 @@ def test_subclass_with_another_forward_is_refused(image):
     model = Brighter(ngf=8, n_blocks=2).eval()
     with pytest.raises(UnsupportedLayerError, match="Brighter"):
         translate(model, image)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"channels": (8, 16, 32), "n_blocks": 2},
+        {"channels": (8, 16, 24), "n_blocks": 1, "stem_kernel": 3, "head_kernel": 5},
+    ],
+)
+def test_lite_translator_runs_on_the_fast_path(image, config):
+    from scenimefy.models.lite import ScenimefyLiteTranslator
+
+    torch.manual_seed(3)
+    model = ScenimefyLiteTranslator(**config).eval()
+    with torch.no_grad():
+        ref = model(image)
+    torch.testing.assert_close(translate(model, image, exact=True), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(translate(model, image, exact=True, tile_size=32), ref, atol=1e-4, rtol=0)
+
+
+def test_fast_path_refuses_other_resampling_depths(image):
+    from scenimefy.inference.graph import UnsupportedLayerError
+    from scenimefy.models.lite import ScenimefyLiteTranslator
+
+    with pytest.raises(UnsupportedLayerError, match="3 down and 3 up blocks"):
+        translate(ScenimefyLiteTranslator(channels=(8, 16, 32, 32), n_blocks=1), image)
