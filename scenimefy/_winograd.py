@@ -1,0 +1,318 @@
+"""Winograd minimal filtering F(m x m, 3 x 3) for stride-1 3x3 convolutions, in pure PyTorch.
+
+Why: the translator's 3x3 convolutions are ~95% of its multiply-adds and oneDNN's direct
+convolutions already run them near the CPU's peak, so only less arithmetic helps. Winograd's
+minimal filtering algorithms (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+CVPR 2016, arXiv:1509.09308, 2015) compute an m x m output tile from an n x n input tile
+(n = m + 2) with n^2 multiplications instead of 9 m^2:
+
+    Y = A^T [ (G g G^T) (.) (B^T d B) ] A          (Lavin & Gray, eq. 8)
+
+Summed over input channels, the element-wise products become n^2 independent GEMMs
+(tiles x C_in) @ (C_in x C_out): 2.25x fewer multiplications for F(2x2, 3x3), 4x for F(4x4, 3x3).
+The rest -- the input transform B^T d B and the output transform A^T M A -- is memory traffic,
+and whether the conv gets faster is decided by how cheaply those run. Here:
+
+* the image is processed in horizontal bands of tile rows, so the transformed input V of a band
+  (n^2 x tiles x C_in) and the GEMM output M stay in cache between the three steps, and the
+  buffers are reused from band to band (no page faults, bounded memory for any image size);
+* each transform is separable (a 1-D transform along rows, then along columns) and runs as two
+  small matrix products over the whole band (eager PyTorch: a gather copy + mm + bmm) or, with
+  ``compiled=True``, as one inductor-generated loop nest per transform (``torch.compile``);
+* the transform matrices come from the Toom-Cook construction for a chosen set of interpolation
+  points (Lavin & Gray sec. 4; points 0, +-1, +-2 and infinity give their F(4x4, 3x3) matrices).
+
+Precision: the transforms amplify rounding (the entries of A^T grow like the points' powers), so
+F(4,3) loses ~2 more decimal bits than F(2,3). In fp32 this is invisible (~1e-6 relative); in
+bf16 the GEMM inputs U, V and its output M are each rounded to 8 significant bits, and the error
+grows to ~2x (F(2,3)) or ~7x (F(4,3)) that of a direct bf16 convolution (docs/winograd-notes.md).
+
+Entry points: :func:`transform_weight` (once per weight, cacheable) and :func:`conv2d`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import torch
+
+#: Interpolation points per output tile size m (the point at infinity is always added).
+#: F(4,3): 1/2 instead of Lavin & Gray's 2 keeps the transform entries smaller, which lowers the
+#: rounding error by ~20% in bf16 at the same cost (Barabasz et al., "Error Analysis and
+#: Improving the Accuracy of Winograd Convolution for Deep Neural Networks", TOMS 2020).
+DEFAULT_POINTS: dict[int, tuple[Fraction, ...]] = {
+    2: (Fraction(0), Fraction(1), Fraction(-1)),
+    3: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2)),
+    4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2)),
+    6: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2)),
+}
+#: Bytes of the largest per-band buffer (V or M): a few MB keeps a band's working set in the
+#: shared L3 while each op is still large enough that its launch cost does not matter.
+DEFAULT_BAND_BYTES = 8 * 1024**2
+
+
+# --------------------------------------------------------------------------- transform matrices
+
+
+def _inverse(rows: list[list[Fraction]]) -> list[list[Fraction]]:
+    """Exact inverse of a square matrix of fractions (Gauss-Jordan)."""
+    n = len(rows)
+    a = [row[:] + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(rows)]
+    for c in range(n):
+        p = next(r for r in range(c, n) if a[r][c] != 0)
+        a[c], a[p] = a[p], a[c]
+        pivot = a[c][c]
+        a[c] = [v / pivot for v in a[c]]
+        for r in range(n):
+            if r != c and a[r][c] != 0:
+                f = a[r][c]
+                a[r] = [x - f * y for x, y in zip(a[r], a[c])]
+    return [row[n:] for row in a]
+
+
+@lru_cache(maxsize=None)
+def _matrices_exact(m: int, points: tuple[Fraction, ...]) -> tuple[list, list, list]:
+    r = 3
+    n = m + r - 1
+    if len(points) != n - 1 or len(set(points)) != n - 1:
+        raise ValueError(f"F({m},3) needs {n - 1} distinct finite points, got {points}")
+
+    def vandermonde(k: int) -> list[list[Fraction]]:
+        # Evaluation of a degree-(k-1) polynomial at the points; the point at infinity reads
+        # its leading coefficient.
+        return [[p**e for e in range(k)] for p in points] + [[Fraction(0)] * (k - 1) + [Fraction(1)]]
+
+    # Linear convolution of an m-tap and an r-tap signal by evaluation / interpolation is
+    # s = E_n^{-1} [(E_m a) (.) (E_r b)]; correlation -- what a conv layer computes -- is its
+    # transpose (Lavin & Gray sec. 4): y = E_m^T [(E_r g) (.) (E_n^{-T} d)].
+    e_m, g, e_n_inv = vandermonde(m), vandermonde(r), _inverse(vandermonde(n))
+    a_t = [[e_m[j][i] for j in range(n)] for i in range(m)]
+    b_t = [[e_n_inv[i][j] for i in range(n)] for j in range(n)]
+    for j in range(n):  # integer B^T rows; their scale moves into G (same products)
+        scale = math.lcm(*(v.denominator for v in b_t[j]))
+        b_t[j] = [v * scale for v in b_t[j]]
+        g[j] = [v / scale for v in g[j]]
+    return a_t, g, b_t
+
+
+def winograd_matrices(
+    m: int, points: Sequence[float | Fraction] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A^T (m x n), G (n x 3), B^T (n x n) of F(m x m, 3 x 3) in float64, n = m + 2.
+
+    ``points``: the n - 1 finite interpolation points (default :data:`DEFAULT_POINTS`); the
+    matrices are exact rationals, rounded to float64 once.
+    """
+    pts = tuple(Fraction(p) for p in (points if points is not None else DEFAULT_POINTS[m]))
+    mats = _matrices_exact(m, pts)
+    return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64) for mat in mats)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class WinogradWeight:
+    """A 3x3 conv weight in the Winograd domain: U = G g G^T, laid out for the batched GEMM.
+
+    ``u`` is (n*n, C_in, C_out) -- one (C_in x C_out) matrix per tile position xi -- in the
+    dtype the GEMMs run in. ``points`` are the interpolation points it was built for.
+    """
+
+    u: torch.Tensor
+    m: int
+    points: tuple[Fraction, ...]
+
+    @property
+    def n(self) -> int:
+        return self.m + 2
+
+    @property
+    def in_channels(self) -> int:
+        return self.u.shape[1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.u.shape[2]
+
+
+def transform_weight(
+    weight: torch.Tensor,
+    m: int = 4,
+    *,
+    dtype: torch.dtype | None = None,
+    points: Sequence[float | Fraction] | None = None,
+) -> WinogradWeight:
+    """Transform a (C_out, C_in, 3, 3) weight once into the Winograd domain of F(m x m, 3 x 3).
+
+    Computed in float64 and rounded once to ``dtype`` (default: the weight's dtype), so a bf16
+    U carries one rounding of the exact transform, not of the bf16 weight's transform.
+    """
+    if weight.dim() != 4 or weight.shape[-2:] != (3, 3):
+        raise ValueError(f"expected a (C_out, C_in, 3, 3) weight, got {tuple(weight.shape)}")
+    pts = tuple(Fraction(p) for p in (points if points is not None else DEFAULT_POINTS[m]))
+    _, g, _ = winograd_matrices(m, pts)
+    g = g.to(weight.device)
+    n = m + 2
+    u = torch.einsum("ak,oikl,bl->abio", g, weight.detach().double(), g)  # (n, n, C_in, C_out)
+    u = u.reshape(n * n, weight.shape[1], weight.shape[0])
+    return WinogradWeight(u.to(dtype or weight.dtype).contiguous(), m, pts)
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+@dataclass
+class _Plan:
+    """Per-call constants: transform matrices in the compute dtype, buffers for one band."""
+
+    bt: torch.Tensor  # (n, n)
+    bt3: torch.Tensor  # (n, n, n): B^T for each of n batches
+    at: torch.Tensor  # (m, n)
+    at3: torch.Tensor  # (m, m, n)
+    bufs: list[torch.Tensor]
+
+
+def _plan(w: WinogradWeight, dtype: torch.dtype, device: torch.device, numel: int) -> _Plan:
+    a_t, _, b_t = winograd_matrices(w.m, w.points)
+    m, n = w.m, w.n
+    bt = b_t.to(device=device, dtype=dtype)
+    at = a_t.to(device=device, dtype=dtype)
+    bufs = [torch.empty(numel, dtype=dtype, device=device) for _ in range(3)]
+    return _Plan(bt, bt.expand(n, n, n).contiguous(), at, at.expand(m, m, n).contiguous(), bufs)
+
+
+def _input_transform(src: torch.Tensor, r: int, tw: int, m: int, plan: _Plan) -> torch.Tensor:
+    """V = B^T d B for every tile of a band: src (rows, cols, C) -> (n*n, r*tw, C).
+
+    Tile (ty, tx) reads src[m*ty : m*ty + n, m*tx : m*tx + n]. One strided gather puts the
+    n x n tile positions first, then B^T runs along the tile rows (one mm) and along the tile
+    columns (one bmm over the n row positions), each over the whole band.
+    """
+    n = m + 2
+    c = src.shape[-1]
+    sr, sc, sch = src.stride()
+    k = n * n * r * tw * c
+    d = plan.bufs[0][:k].view(n, n, r, tw, c)
+    d.copy_(src.as_strided((n, n, r, tw, c), (sr, sc, m * sr, m * sc, sch), src.storage_offset()))
+    e = plan.bufs[1][:k].view(n, n * r * tw * c)
+    torch.mm(plan.bt, d.view(n, -1), out=e)  # rows: e[a, j] = sum_i B^T[a, i] d[i, j]
+    v = plan.bufs[0][:k].view(n, n, r * tw * c)
+    torch.bmm(plan.bt3, e.view(n, n, -1), out=v)  # columns: v[a, b] = sum_j B^T[b, j] e[a, j]
+    return v.view(n * n, r * tw, c)
+
+
+def _output_transform(mm: torch.Tensor, r: int, tw: int, m: int, plan: _Plan) -> torch.Tensor:
+    """Y = A^T M A for every tile of a band: (n*n, r*tw, C) -> (r, m, tw, m, C) view."""
+    n = m + 2
+    c = mm.shape[-1]
+    k = m * n * r * tw * c
+    f = plan.bufs[1][:k].view(m, n * r * tw * c)
+    torch.mm(plan.at, mm.view(n, -1), out=f)
+    y = plan.bufs[0][: m * m * r * tw * c].view(m, m, r * tw * c)
+    torch.bmm(plan.at3, f.view(m, n, -1), out=y)
+    return y.view(m, m, r, tw, c).permute(2, 0, 3, 1, 4)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def _check(x: torch.Tensor, w: WinogradWeight, padding: int) -> tuple[int, int]:
+    if x.dim() != 4 or x.shape[1] != w.in_channels:
+        raise ValueError(f"expected a (N, {w.in_channels}, H, W) input, got {tuple(x.shape)}")
+    if padding not in (0, 1):
+        raise ValueError(f"padding must be 0 or 1, got {padding}")
+    ho, wo = x.shape[2] + 2 * padding - 2, x.shape[3] + 2 * padding - 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input {tuple(x.shape[2:])} with padding {padding} is smaller than the 3x3 kernel")
+    return ho, wo
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: WinogradWeight,
+    bias: torch.Tensor | None = None,
+    padding: int = 0,
+    *,
+    band_bytes: int = DEFAULT_BAND_BYTES,
+) -> torch.Tensor:
+    """``F.conv2d(x, w, bias, padding=padding)`` for a 3x3 ``w`` given as ``transform_weight(w)``.
+
+    x: (N, C_in, H, W), any H, W (>= 3 - 2 * padding), NCHW or channels_last, fp32 or bf16.
+    Returns (N, C_out, H + 2p - 2, W + 2p - 2) in x's dtype and memory format. The GEMMs run in
+    ``weight.u.dtype``; the transforms in x's dtype.
+    """
+    ho, wo = _check(x, weight, padding)
+    m, n, p = weight.m, weight.n, padding
+    batch, cin, h, w = x.shape
+    cout = weight.out_channels
+    th, tw = -(-ho // m), -(-wo // m)  # tiles; the last row / column of tiles may overhang
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and cin > 1
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((batch, cout, ho, wo), dtype=x.dtype, device=x.device, memory_format=fmt)
+    xh, oh = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # (N, H, W, C) views
+
+    # Band height: tile rows per band such that V and M fit ``band_bytes``.
+    per_row = n * n * tw * max(cin, cout) * x.element_size()
+    rows_per_band = max(1, min(th, band_bytes // per_row))
+    plan = _plan(weight, x.dtype, x.device, n * n * rows_per_band * tw * max(cin, cout))
+    u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
+    gemm_out = torch.empty(n * n * rows_per_band * tw * cout, dtype=x.dtype, device=x.device)
+    one = next(i for i, v in enumerate(weight.points) if v == 1)  # A^T's column of ones
+
+    # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
+    # Where that leaves the image (zero padding, overhanging tiles) or x is not channels_last,
+    # the band is first copied into a zero-bordered buffer (in cache, reused).
+    wpad = m * tw + 2
+    direct_cols = p == 0 and wpad == w and xh.stride(2) == cin and xh.stride(3) == 1
+    padded = None
+    for b in range(batch):
+        for t0 in range(0, th, rows_per_band):
+            r = min(rows_per_band, th - t0)
+            rows = m * r + 2
+            a0 = m * t0 - p
+            lo, hi = max(a0, 0), min(a0 + rows, h)
+            if direct_cols and lo == a0 and hi == a0 + rows:
+                src = xh[b, a0 : a0 + rows]
+            else:
+                if padded is None:
+                    padded = torch.zeros((m * rows_per_band + 2, wpad, cin), dtype=x.dtype, device=x.device)
+                if lo > a0:
+                    padded[: lo - a0].zero_()
+                if hi < a0 + rows:
+                    padded[hi - a0 : rows].zero_()
+                padded[lo - a0 : hi - a0, p : p + w].copy_(xh[b, lo:hi])
+                src = padded[:rows]
+            v = _input_transform(src, r, tw, m, plan)
+            mm = gemm_out[: n * n * r * tw * cout].view(n * n, r * tw, cout)
+            torch.bmm(v, u, out=mm)
+            if bias is not None:  # A^T e_one = 1: a constant on M[one, one] adds it to every output
+                mm[one * n + one].add_(bias.to(mm.dtype))
+            y = _output_transform(mm, r, tw, m, plan)
+            _scatter(y, oh[b], m * t0, min(m * r, ho - m * t0), wo, m)
+    return out
+
+
+def _scatter(y: torch.Tensor, out: torch.Tensor, r0: int, nrows: int, ncols: int, m: int) -> None:
+    """Write a band's tiles y (r, m, tw, m, C) into out[r0 : r0 + nrows, :ncols] (H, W, C view).
+
+    Overhanging parts of the last tile row / column are dropped: whole tiles in one copy, the
+    ragged right column and bottom row in up to three small ones.
+    """
+    c = y.shape[-1]
+    full_r, rem_r = divmod(nrows, m)
+    full_c, rem_c = divmod(ncols, m)
+    body = out[r0 : r0 + full_r * m]
+    tail = out[r0 + full_r * m : r0 + nrows]
+    if full_r and full_c:
+        body[:, : full_c * m].view(full_r, m, full_c, m, c).copy_(y[:full_r, :, :full_c])
+    if full_r and rem_c:
+        body[:, full_c * m :].view(full_r, m, rem_c, c).copy_(y[:full_r, :, full_c, :rem_c])
+    if rem_r and full_c:
+        tail[:, : full_c * m].view(rem_r, full_c, m, c).copy_(y[full_r, :rem_r, :full_c])
+    if rem_r and rem_c:
+        tail[:, full_c * m :].copy_(y[full_r, :rem_r, full_c, :rem_c])
