@@ -218,6 +218,50 @@ def _output_transform(mm: torch.Tensor, r: int, tw: int, m: int, plan: _Plan) ->
     return y.view(m, m, r, tw, c).permute(2, 0, 3, 1, 4)
 
 
+# --------------------------------------------------------------------------- compiled transforms
+# The same transforms written as pointwise expressions of the tile elements, for inductor to turn
+# into one loop nest each: the gather, both 1-D passes and the layout change (and for bf16 the
+# fp32 arithmetic with one rounding at the store) in a single read of the band and a single write.
+
+
+def _combine(terms: Sequence[torch.Tensor], row: Sequence[float]) -> torch.Tensor:
+    out = None
+    for coef, t in zip(row, terms):
+        if coef == 0:
+            continue
+        t = t if coef == 1 else -t if coef == -1 else t * coef
+        out = t if out is None else out + t
+    return out
+
+
+def _input_transform_expr(src: torch.Tensor, r: int, tw: int, m: int, b_t: tuple) -> torch.Tensor:
+    n = m + 2
+    tiles = src.unfold(0, n, m).unfold(1, n, m)[:r, :tw].float()  # (r, tw, C, n_i, n_j)
+    rows = [_combine([tiles[..., i, :] for i in range(n)], b_t[a]) for a in range(n)]  # (r, tw, C, n_j)
+    v = [_combine([rows[a][..., j] for j in range(n)], b_t[b]) for a in range(n) for b in range(n)]
+    return torch.stack(v).reshape(n * n, r * tw, src.shape[-1]).to(src.dtype)
+
+
+def _output_transform_expr(mm: torch.Tensor, r: int, tw: int, m: int, a_t: tuple) -> torch.Tensor:
+    n = m + 2
+    c = mm.shape[-1]
+    t = mm.view(n, n, r, tw, c).float()
+    rows = [_combine([t[i] for i in range(n)], a_t[a]) for a in range(m)]  # (n_j, r, tw, C)
+    y = torch.stack([torch.stack([_combine([rows[a][j] for j in range(n)], a_t[b]) for b in range(m)]) for a in range(m)])
+    return y.permute(2, 0, 3, 1, 4).reshape(r * m, tw * m, c).to(mm.dtype)  # (rows, cols, C)
+
+
+_COMPILED: dict[str, Callable] = {}
+
+
+def _compiled(name: str) -> Callable:
+    fn = _COMPILED.get(name)
+    if fn is None:
+        target = {"in": _input_transform_expr, "out": _output_transform_expr}[name]
+        fn = _COMPILED[name] = torch.compile(target, dynamic=True, fullgraph=True)
+    return fn
+
+
 # --------------------------------------------------------------------------- convolution
 
 
@@ -239,6 +283,7 @@ def conv2d(
     padding: int = 0,
     *,
     band_bytes: int = DEFAULT_BAND_BYTES,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """``F.conv2d(x, w, bias, padding=padding)`` for a 3x3 ``w`` given as ``transform_weight(w)``.
 
@@ -263,6 +308,8 @@ def conv2d(
     u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
     gemm_out = torch.empty(n * n * rows_per_band * tw * cout, dtype=x.dtype, device=x.device)
     one = next(i for i, v in enumerate(weight.points) if v == 1)  # A^T's column of ones
+    a_t64, _, b_t64 = winograd_matrices(m, weight.points)
+    a_t, b_t = tuple(map(tuple, a_t64.tolist())), tuple(map(tuple, b_t64.tolist()))
 
     # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
     # Where that leaves the image (zero padding, overhanging tiles) or x is not channels_last,
@@ -287,12 +334,18 @@ def conv2d(
                     padded[hi - a0 : rows].zero_()
                 padded[lo - a0 : hi - a0, p : p + w].copy_(xh[b, lo:hi])
                 src = padded[:rows]
-            v = _input_transform(src, r, tw, m, plan)
+            if compiled:
+                v = _compiled("in")(src, r, tw, m, b_t)
+            else:
+                v = _input_transform(src, r, tw, m, plan)
             mm = gemm_out[: n * n * r * tw * cout].view(n * n, r * tw, cout)
             torch.bmm(v, u, out=mm)
             if bias is not None:  # A^T e_one = 1: a constant on M[one, one] adds it to every output
                 mm[one * n + one].add_(bias.to(mm.dtype))
-            y = _output_transform(mm, r, tw, m, plan)
+            if compiled:
+                y = _compiled("out")(mm, r, tw, m, a_t).view(r, m, tw, m, cout)
+            else:
+                y = _output_transform(mm, r, tw, m, plan)
             _scatter(y, oh[b], m * t0, min(m * r, ho - m * t0), wo, m)
     return out
 
