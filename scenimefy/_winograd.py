@@ -334,7 +334,8 @@ def conv2d(
 
     # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
     # Where that leaves the image (zero padding, overhanging tiles) or x is not channels_last,
-    # the band is first copied into a zero-bordered buffer (in cache, reused).
+    # the band is first copied into a zero-bordered buffer (reused from band to band; its
+    # column margins are zeroed once, rows outside the image where a band needs them).
     wpad = m * tw + 2
     direct_cols = p == 0 and wpad == w and xh.stride(2) == cin and xh.stride(3) == 1
     padded = None
@@ -348,7 +349,9 @@ def conv2d(
                 src = xh[b, a0 : a0 + rows]
             else:
                 if padded is None:
-                    padded = torch.zeros((m * rows_per_band + 2, wpad, cin), dtype=x.dtype, device=x.device)
+                    padded = torch.empty((m * rows_per_band + 2, wpad, cin), dtype=x.dtype, device=x.device)
+                    padded[:, :p].zero_()
+                    padded[:, p + w :].zero_()
                 if lo > a0:
                     padded[: lo - a0].zero_()
                 if hi < a0 + rows:
