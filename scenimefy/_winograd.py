@@ -52,7 +52,7 @@ DEFAULT_POINTS: dict[int, tuple[Fraction, ...]] = {
 }
 #: Bytes of the largest per-band buffer (V or M): a few MB keeps a band's working set in the
 #: shared L3 while each op is still large enough that its launch cost does not matter.
-DEFAULT_BAND_BYTES = 8 * 1024**2
+DEFAULT_BAND_BYTES = 64 * 1024**2
 
 
 # --------------------------------------------------------------------------- transform matrices
