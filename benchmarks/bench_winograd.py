@@ -113,7 +113,7 @@ def bench_convs(sizes: list[tuple[int, int]], reps: int, compiled: bool, layers:
                 ref = F.conv2d(x.double(), w32.double(), padding=1)
                 scale = ref.abs().mean().item()
                 cands: dict[str, Callable[[], torch.Tensor]] = {"direct": lambda x=x, wd=wd: F.conv2d(x, wd, padding=1)}
-                for m in (2, 4):
+                for m in (2, 4) if dtype == torch.bfloat16 else (2, 4, 6):
                     ww = wg.transform_weight(w32, m, dtype=dtype)
                     cands[f"F({m},3)"] = lambda x=x, ww=ww: wg.conv2d(x, ww, None, 1)
                     if compiled:
@@ -173,8 +173,8 @@ def winograd_in_translate(policy: Callable[[torch.Tensor, torch.Tensor], int | N
 
 
 def policy_for(name: str, ngf: int) -> Callable[[torch.Tensor, torch.Tensor], int | None] | None:
-    """Variant names: direct, F2, F4 (every stride-1 3x3 conv), F2t / F4t (trunk only),
-    F4t2 (F4 on the trunk, F2 elsewhere)."""
+    """Variant names: direct, F2, F4, F6 (every stride-1 3x3 conv), F2t / F4t / F6t (trunk only),
+    F4t2 / F6t4 (F4 / F6 on the trunk, F2 / F4 elsewhere)."""
     trunk = lambda w: w.shape[0] == w.shape[1] == 4 * ngf  # noqa: E731
     table = {
         "direct": None,
@@ -183,6 +183,9 @@ def policy_for(name: str, ngf: int) -> Callable[[torch.Tensor, torch.Tensor], in
         "F2t": lambda w, x: 2 if trunk(w) else None,
         "F4t": lambda w, x: 4 if trunk(w) else None,
         "F4t2": lambda w, x: 4 if trunk(w) else 2,
+        "F6": lambda w, x: 6,
+        "F6t": lambda w, x: 6 if trunk(w) else None,
+        "F6t4": lambda w, x: 6 if trunk(w) else 4,
     }
     return table[name]
 

@@ -49,6 +49,8 @@ DEFAULT_POINTS: dict[int, tuple[Fraction, ...]] = {
     3: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2)),
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2)),
     6: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2)),
+    8: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2),
+        Fraction(1, 4), Fraction(-4)),
 }
 #: Bytes of the largest per-band buffer (V or M): a few MB keeps a band's working set in the
 #: shared L3 while each op is still large enough that its launch cost does not matter.

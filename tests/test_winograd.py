@@ -95,12 +95,13 @@ def test_bf16_error_relative_to_direct_bf16(m, max_limit, mean_ratio, padding):
     assert err.mean() <= mean_ratio * direct.mean()
 
 
-@pytest.mark.parametrize("m", [3, 6])
-def test_other_tile_sizes(m):
+@pytest.mark.parametrize("m, limit", [(3, 256), (6, 256), (8, 16384)])
+def test_other_tile_sizes(m, limit):
+    # F(6,3): worst constant 87; F(8,3): ~3000 (1e-4 of bound: too lossy for bf16, usable in fp32).
     x, weight, bias = _inputs((1, 8, 14, 19), 6)
     y = wg.conv2d(x, wg.transform_weight(weight, m), bias, 1, band_bytes=1)
     ref, bound = _reference(x, weight, bias, 1)
-    assert ((y.double() - ref).abs() <= 256 * EPS[torch.float32] * bound).all()
+    assert ((y.double() - ref).abs() <= limit * EPS[torch.float32] * bound).all()
 
 
 def test_weight_transform_is_rounded_once():
