@@ -32,7 +32,10 @@ Entry points: :func:`transform_weight` (once per weight, cacheable) and :func:`c
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -52,9 +55,13 @@ DEFAULT_POINTS: dict[int, tuple[Fraction, ...]] = {
     8: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2),
         Fraction(1, 4), Fraction(-4)),
 }
-#: Bytes of the largest per-band buffer (V or M): a few MB keeps a band's working set in the
-#: shared L3 while each op is still large enough that its launch cost does not matter.
-DEFAULT_BAND_BYTES = 64 * 1024**2
+#: Bytes of the largest per-band buffer (V or M) when bands run in parallel, one per core: a
+#: few MB keeps a band's working set in cache while each op is still large enough that its
+#: launch cost does not matter.
+DEFAULT_BAND_BYTES = 8 * 1024**2
+#: ... and when bands run one after another with multi-threaded ops: every op then ends in an
+#: OpenMP barrier, so fewer, larger bands (this bounds the extra memory: ~3x this).
+DEFAULT_SERIAL_BAND_BYTES = 64 * 1024**2
 
 
 # --------------------------------------------------------------------------- transform matrices
@@ -305,7 +312,8 @@ def conv2d(
     bias: torch.Tensor | None = None,
     padding: int = 0,
     *,
-    band_bytes: int = DEFAULT_BAND_BYTES,
+    band_bytes: int | None = None,
+    parallel_bands: bool | None = None,
     compiled: bool = False,
 ) -> torch.Tensor:
     """``F.conv2d(x, w, bias, padding=padding)`` for a 3x3 ``w`` given as ``transform_weight(w)``.
@@ -313,6 +321,16 @@ def conv2d(
     x: (N, C_in, H, W), any H, W (>= 3 - 2 * padding), NCHW or channels_last, fp32 or bf16.
     Returns (N, C_out, H + 2p - 2, W + 2p - 2) in x's dtype and memory format. The GEMMs run in
     ``weight.u.dtype``; the transforms in x's dtype.
+
+    band_bytes: size of the largest per-band buffer (V or M); default: :data:`DEFAULT_BAND_BYTES`
+        with ``parallel_bands``, else :data:`DEFAULT_SERIAL_BAND_BYTES`.
+    parallel_bands: run bands concurrently on ``torch.get_num_threads()`` Python threads with
+        single-threaded ops (default: on CPU with more than one thread). Each op of a band is
+        then a plain loop with no OpenMP barrier: on a busy machine, where every barrier of a
+        2-thread op waits for a descheduled thread (~ms each), this is what keeps the ~8 ops a
+        band needs cheap; when idle, each core keeps its own band in cache.
+    compiled: run the transforms as ``torch.compile``-generated loops (needs a C++ compiler;
+        the first call of each shape class compiles for tens of seconds).
     """
     ho, wo = _check(x, weight, padding)
     m, n, p = weight.m, weight.n, padding
@@ -322,58 +340,122 @@ def conv2d(
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and cin > 1
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((batch, cout, ho, wo), dtype=x.dtype, device=x.device, memory_format=fmt)
-    xh, oh = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # (N, H, W, C) views
+    threads = torch.get_num_threads() if x.device.type == "cpu" else 1
+    if parallel_bands is None:
+        parallel_bands = threads > 1 and not compiled
+    if band_bytes is None:
+        band_bytes = DEFAULT_BAND_BYTES if parallel_bands else DEFAULT_SERIAL_BAND_BYTES
 
     # Band height: tile rows per band such that V and M fit ``band_bytes``.
     per_row = n * n * tw * max(cin, cout) * x.element_size()
     rows_per_band = max(1, min(th, band_bytes // per_row))
-    plan = _plan(weight, x.dtype, x.device, n * n * rows_per_band * tw * max(cin, cout))
+    jobs = [(b, t0) for b in range(batch) for t0 in range(0, th, rows_per_band)]
     u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
-    gemm_out = torch.empty(n * n * rows_per_band * tw * cout, dtype=x.dtype, device=x.device)
-    one = next(i for i, v in enumerate(weight.points) if v == 1)  # A^T's column of ones
-    a_t64, _, b_t64 = winograd_matrices(m, weight.points)
-    a_t, b_t = tuple(map(tuple, a_t64.tolist())), tuple(map(tuple, b_t64.tolist()))
+    band = _Band(x, out, weight, u, bias, padding, rows_per_band, compiled)
+    if not parallel_bands or len(jobs) < 2 or threads < 2:
+        for job in jobs:
+            band(*job)
+        return out
+    workers = min(threads, len(jobs))
+    queue = iter(jobs)
+    lock = threading.Lock()
 
-    # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
-    # Where that leaves the image (zero padding, overhanging tiles) or x is not channels_last,
-    # the band is first copied into a zero-bordered buffer (reused from band to band; its
-    # column margins are zeroed once, rows outside the image where a band needs them).
-    wpad = m * tw + 2
-    direct_cols = p == 0 and wpad == w and xh.stride(2) == cin and xh.stride(3) == 1
-    padded = None
-    for b in range(batch):
-        for t0 in range(0, th, rows_per_band):
-            r = min(rows_per_band, th - t0)
-            rows = m * r + 2
-            a0 = m * t0 - p
-            lo, hi = max(a0, 0), min(a0 + rows, h)
-            if direct_cols and lo == a0 and hi == a0 + rows:
-                src = xh[b, a0 : a0 + rows]
-            else:
-                if padded is None:
-                    padded = torch.empty((m * rows_per_band + 2, wpad, cin), dtype=x.dtype, device=x.device)
-                    padded[:, :p].zero_()
-                    padded[:, p + w :].zero_()
-                if lo > a0:
-                    padded[: lo - a0].zero_()
-                if hi < a0 + rows:
-                    padded[hi - a0 : rows].zero_()
-                padded[lo - a0 : hi - a0, p : p + w].copy_(xh[b, lo:hi])
-                src = padded[:rows]
-            if compiled:
-                v = _compiled("in")(src, r, tw, m, b_t)
-            else:
-                v = _input_transform(src, r, tw, m, plan)
-            mm = gemm_out[: n * n * r * tw * cout].view(n * n, r * tw, cout)
-            torch.bmm(v, u, out=mm)
-            if bias is not None:  # A^T e_one = 1: a constant on M[one, one] adds it to every output
-                mm[one * n + one].add_(bias.to(mm.dtype))
-            if compiled:
-                y = _compiled("out")(mm, r, tw, m, a_t).view(r, m, tw, m, cout)
-            else:
-                y = _output_transform(mm, r, tw, m, plan)
-            _scatter(y, oh[b], m * t0, min(m * r, ho - m * t0), wo, m)
+    def work() -> None:
+        local = band.fork()  # own buffers
+        while True:
+            with lock:
+                job = next(queue, None)
+            if job is None:
+                return
+            local(*job)
+
+    torch.set_num_threads(1)
+    try:
+        pool = _pool(workers)
+        for f in [pool.submit(work) for _ in range(workers)]:
+            f.result()
+    finally:
+        torch.set_num_threads(threads)
     return out
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="winograd")
+    return _POOL
+
+
+class _Band:
+    """Computes the output rows of one band of tile rows, with its own reusable buffers."""
+
+    def __init__(self, x, out, weight, u, bias, padding, rows_per_band, compiled) -> None:
+        self.x, self.out, self.weight, self.u, self.bias, self.p = x, out, weight, u, bias, padding
+        self.rows_per_band, self.compiled = rows_per_band, compiled
+        m, n = weight.m, weight.n
+        self.ho, self.wo = out.shape[-2:]
+        self.th, self.tw = -(-self.ho // m), -(-self.wo // m)
+        self.xh, self.oh = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # (N, H, W, C) views
+        cin, cout = weight.in_channels, weight.out_channels
+        self.one = next(i for i, v in enumerate(weight.points) if v == 1)  # A^T's column of ones
+        a_t64, _, b_t64 = winograd_matrices(m, weight.points)
+        self.a_t, self.b_t = tuple(map(tuple, a_t64.tolist())), tuple(map(tuple, b_t64.tolist()))
+        self.plan = _plan(weight, x.dtype, x.device, n * n * rows_per_band * self.tw * max(cin, cout))
+        self.gemm_out = torch.empty(n * n * rows_per_band * self.tw * cout, dtype=x.dtype, device=x.device)
+        # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
+        # Where that leaves the image (zero padding, overhanging tiles) or x is not channels_last,
+        # the band is first copied into a zero-bordered buffer (reused from band to band; its
+        # column margins are zeroed once, rows outside the image where a band needs them).
+        self.wpad = m * self.tw + 2
+        xh = self.xh
+        self.direct_cols = padding == 0 and self.wpad == x.shape[3] and xh.stride(2) == cin and xh.stride(3) == 1
+        self.padded: torch.Tensor | None = None
+
+    def fork(self) -> "_Band":
+        twin = copy.copy(self)
+        n, cin, cout = self.weight.n, self.weight.in_channels, self.weight.out_channels
+        twin.plan = _plan(self.weight, self.x.dtype, self.x.device, n * n * self.rows_per_band * self.tw * max(cin, cout))
+        twin.gemm_out = torch.empty_like(self.gemm_out)
+        twin.padded = None
+        return twin
+
+    def __call__(self, b: int, t0: int) -> None:
+        m, n, p = self.weight.m, self.weight.n, self.p
+        h, w, cin, cout, tw = self.x.shape[2], self.x.shape[3], self.weight.in_channels, self.weight.out_channels, self.tw
+        r = min(self.rows_per_band, self.th - t0)
+        rows = m * r + 2
+        a0 = m * t0 - p
+        lo, hi = max(a0, 0), min(a0 + rows, h)
+        if self.direct_cols and lo == a0 and hi == a0 + rows:
+            src = self.xh[b, a0 : a0 + rows]
+        else:
+            padded = self.padded
+            if padded is None:
+                padded = self.padded = torch.empty((m * self.rows_per_band + 2, self.wpad, cin), dtype=self.x.dtype, device=self.x.device)
+                padded[:, :p].zero_()
+                padded[:, p + w :].zero_()
+            if lo > a0:
+                padded[: lo - a0].zero_()
+            if hi < a0 + rows:
+                padded[hi - a0 : rows].zero_()
+            padded[lo - a0 : hi - a0, p : p + w].copy_(self.xh[b, lo:hi])
+            src = padded[:rows]
+        if self.compiled:
+            v = _compiled("in")(src, r, tw, m, self.b_t)
+        else:
+            v = _input_transform(src, r, tw, m, self.plan)
+        mm = self.gemm_out[: n * n * r * tw * cout].view(n * n, r * tw, cout)
+        torch.bmm(v, self.u, out=mm)
+        if self.bias is not None:  # A^T e_one = 1: a constant on M[one, one] adds it to every output
+            mm[self.one * n + self.one].add_(self.bias.to(mm.dtype))
+        if self.compiled:
+            y = _compiled("out")(mm, r, tw, m, self.a_t).view(r, m, tw, m, cout)
+        else:
+            y = _output_transform(mm, r, tw, m, self.plan)
+        _scatter(y, self.oh[b], m * t0, min(m * r, self.ho - m * t0), self.wo, m)
 
 
 def _scatter(y: torch.Tensor, out: torch.Tensor, r0: int, nrows: int, ncols: int, m: int) -> None:
