@@ -320,7 +320,8 @@ def conv2d(
 
     x: (N, C_in, H, W), any H, W (>= 3 - 2 * padding), NCHW or channels_last, fp32 or bf16.
     Returns (N, C_out, H + 2p - 2, W + 2p - 2) in x's dtype and memory format. The GEMMs run in
-    ``weight.u.dtype``; the transforms in x's dtype.
+    ``weight.u.dtype``; the transforms in x's dtype. Inference only (no autograd: the ops
+    write into preallocated buffers).
 
     band_bytes: size of the largest per-band buffer (V or M); default: :data:`DEFAULT_BAND_BYTES`
         with ``parallel_bands``, else :data:`DEFAULT_SERIAL_BAND_BYTES`.
@@ -359,15 +360,17 @@ def conv2d(
     workers = min(threads, len(jobs))
     queue = iter(jobs)
     lock = threading.Lock()
+    inference_mode = torch.is_inference_mode_enabled()  # thread-local: pass it on
 
     def work() -> None:
         local = band.fork()  # own buffers
-        while True:
-            with lock:
-                job = next(queue, None)
-            if job is None:
-                return
-            local(*job)
+        with torch.inference_mode(inference_mode), torch.no_grad():
+            while True:
+                with lock:
+                    job = next(queue, None)
+                if job is None:
+                    return
+                local(*job)
 
     torch.set_num_threads(1)
     try:

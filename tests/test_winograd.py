@@ -122,3 +122,15 @@ def test_rejects_what_conv2d_rejects():
         wg.conv2d(torch.randn(1, 3, 8, 8), ww, padding=2)
     with pytest.raises(ValueError):
         wg.transform_weight(torch.randn(4, 3, 5, 5))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_inference_mode_and_threads(parallel):
+    x, weight, _ = _inputs((1, 8, 30, 20), 8)
+    ww = wg.transform_weight(weight, 4)
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        y = wg.conv2d(x, ww, None, 1, band_bytes=1, parallel_bands=parallel)
+    assert torch.get_num_threads() == threads
+    ref, _ = _reference(x, weight, None, 1)
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-4)
