@@ -183,6 +183,7 @@ def policy_for(name: str, ngf: int) -> Callable[[torch.Tensor, torch.Tensor], in
         "F2t": lambda w, x: 2 if trunk(w) else None,
         "F4t": lambda w, x: 4 if trunk(w) else None,
         "F4t2": lambda w, x: 4 if trunk(w) else 2,
+        "F3t": lambda w, x: 3 if trunk(w) else None,
         "F6": lambda w, x: 6,
         "F6t": lambda w, x: 6 if trunk(w) else None,
         "F6t4": lambda w, x: 6 if trunk(w) else 4,

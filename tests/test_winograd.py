@@ -104,6 +104,15 @@ def test_other_tile_sizes(m, limit):
     assert ((y.double() - ref).abs() <= limit * EPS[torch.float32] * bound).all()
 
 
+def test_points_without_one():
+    # The bias then needs the least-norm e with A^T e = 1 instead of the column of the point 1.
+    x, weight, bias = _inputs((1, 5, 11, 13), 4)
+    ww = wg.transform_weight(weight, 4, points=(0, 1.5, -1.5, 2 / 3, -2 / 3))
+    y = wg.conv2d(x, ww, bias, 1)
+    ref, bound = _reference(x, weight, bias, 1)
+    assert ((y.double() - ref).abs() <= 64 * EPS[torch.float32] * bound).all()
+
+
 def test_weight_transform_is_rounded_once():
     w = torch.randn(4, 3, 3, 3)
     u64 = wg.transform_weight(w.double(), 4).u
