@@ -135,14 +135,15 @@ def bench_convs(sizes: list[tuple[int, int]], reps: int, compiled: bool, layers:
 class _WinogradFunctional(types.ModuleType):
     """``torch.nn.functional`` with stride-1 3x3 ``conv2d`` calls routed to Winograd.
 
-    ``policy(weight, x) -> m or None`` picks the tile size per call (None: direct conv).
+    ``policy(weight, x, index) -> m or None`` picks the tile size per call (None: direct conv).
     Transformed weights are cached per (weight tensor, m).
     """
 
-    def __init__(self, policy: Callable[[torch.Tensor, torch.Tensor], int | None]) -> None:
+    def __init__(self, policy: Callable[[torch.Tensor, torch.Tensor, int], int | None]) -> None:
         super().__init__("winograd_functional")
         self.policy = policy
         self.cache: dict[tuple[int, int], wg.WinogradWeight] = {}
+        self.order: dict[int, int] = {}  # weight id -> index of first use (network order)
 
     def __getattr__(self, name: str):
         return getattr(F, name)
@@ -152,7 +153,8 @@ class _WinogradFunctional(types.ModuleType):
         m = None
         if weight.shape[-2:] == (3, 3) and stride in (1, (1, 1)) and dilation in (1, (1, 1)) and groups == 1:
             if pad in (0, 1):
-                m = self.policy(weight, x)
+                index = self.order.setdefault(id(weight), len(self.order))
+                m = self.policy(weight, x, index)
         if m is None:
             return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
         key = (id(weight), m)
@@ -163,7 +165,7 @@ class _WinogradFunctional(types.ModuleType):
 
 
 @contextlib.contextmanager
-def winograd_in_translate(policy: Callable[[torch.Tensor, torch.Tensor], int | None]) -> Iterator[None]:
+def winograd_in_translate(policy: Callable[[torch.Tensor, torch.Tensor, int], int | None]) -> Iterator[None]:
     before = inference.F
     inference.F = _WinogradFunctional(policy)
     try:
@@ -172,21 +174,26 @@ def winograd_in_translate(policy: Callable[[torch.Tensor, torch.Tensor], int | N
         inference.F = before
 
 
-def policy_for(name: str, ngf: int) -> Callable[[torch.Tensor, torch.Tensor], int | None] | None:
-    """Variant names: direct, F2, F4, F6 (every stride-1 3x3 conv), F2t / F4t / F6t (trunk only),
-    F4t2 / F6t4 (F4 / F6 on the trunk, F2 / F4 elsewhere)."""
+def policy_for(name: str, ngf: int) -> Callable[[torch.Tensor, torch.Tensor, int], int | None] | None:
+    """Variant names: direct, F2, F4, F6 (every stride-1 3x3 conv), F2t / F3t / F4t / F6t (trunk
+    only), F4t1 (the first conv of each residual block), F4t1F2 (first F4, second F2), F4t2 /
+    F6t4 (F4 / F6 on the trunk, F2 / F4 elsewhere)."""
     trunk = lambda w: w.shape[0] == w.shape[1] == 4 * ngf  # noqa: E731
+    # index: order of first use among all stride-1 3x3 convs: down1, down2, then the trunk's
+    # conv1 / conv2 alternating (2 .. 19), up1, up2.
     table = {
         "direct": None,
-        "F2": lambda w, x: 2,
-        "F4": lambda w, x: 4,
-        "F2t": lambda w, x: 2 if trunk(w) else None,
-        "F4t": lambda w, x: 4 if trunk(w) else None,
-        "F4t2": lambda w, x: 4 if trunk(w) else 2,
-        "F3t": lambda w, x: 3 if trunk(w) else None,
-        "F6": lambda w, x: 6,
-        "F6t": lambda w, x: 6 if trunk(w) else None,
-        "F6t4": lambda w, x: 6 if trunk(w) else 4,
+        "F2": lambda w, x, i: 2,
+        "F4": lambda w, x, i: 4,
+        "F2t": lambda w, x, i: 2 if trunk(w) else None,
+        "F3t": lambda w, x, i: 3 if trunk(w) else None,
+        "F4t": lambda w, x, i: 4 if trunk(w) else None,
+        "F4t1": lambda w, x, i: (4 if i % 2 == 0 else None) if trunk(w) else None,  # conv1 only
+        "F4t1F2": lambda w, x, i: (4 if i % 2 == 0 else 2) if trunk(w) else None,  # conv1 F4, conv2 F2
+        "F4t2": lambda w, x, i: 4 if trunk(w) else 2,
+        "F6": lambda w, x, i: 6,
+        "F6t": lambda w, x, i: 6 if trunk(w) else None,
+        "F6t4": lambda w, x, i: 6 if trunk(w) else 4,
     }
     return table[name]
 
