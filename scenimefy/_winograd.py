@@ -23,9 +23,10 @@ and whether the conv gets faster is decided by how cheaply those run. Here:
   points (Lavin & Gray sec. 4; points 0, +-1, +-2 and infinity give their F(4x4, 3x3) matrices).
 
 Precision: the transforms amplify rounding (the entries of A^T grow like the points' powers), so
-F(4,3) loses ~2 more decimal bits than F(2,3). In fp32 this is invisible (~1e-6 relative); in
-bf16 the GEMM inputs U, V and its output M are each rounded to 8 significant bits, and the error
-grows to ~2x (F(2,3)) or ~7x (F(4,3)) that of a direct bf16 convolution (docs/winograd-notes.md).
+larger tiles lose bits: in fp32 the mean error is ~2x (F(4,3)) to ~8x (F(6,3)) that of a direct
+conv, ~1e-6 relative, invisible in 8-bit output. In bf16 the GEMM operands U, V and its output M
+are each rounded to 8 significant bits: ~2.2x (F(2,3)), ~4x (F(3,3)), ~5x (F(4,3)) the error of a
+direct bf16 conv (docs/winograd-notes.md).
 
 Entry points: :func:`transform_weight` (once per weight, cacheable) and :func:`conv2d`.
 """
