@@ -244,12 +244,17 @@ def bench_net(size: tuple[int, int], variants: list[str], reps: int) -> None:
             return inference.translate(model, x, dtype=torch.float32)
         return inference.translate(model, x)
 
-    cands = {v: (lambda v=v: run(v)) for v in ["baseline", *variants]}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def keep(v: str) -> None:
+        outputs[v] = run(v)
+
+    cands = {v: (lambda v=v: keep(v)) for v in ["baseline", *variants]}
     times = interleaved(cands, reps)
-    ref = to_uint8(run("baseline")).astype(np.int16)
+    ref = to_uint8(outputs["baseline"]).astype(np.int16)
     print(f"{'variant':>16} {'median':>8} {'min':>8} {'vs baseline':>11} {'mean|d|':>8} {'max|d|':>6}")
     for k in cands:
-        d = np.abs(to_uint8(run(k)).astype(np.int16) - ref)
+        d = np.abs(to_uint8(outputs[k]).astype(np.int16) - ref)
         med, low = times[k]
         print(f"{k:>16} {med:7.2f}s {low:7.2f}s {times['baseline'][0] / med:10.2f}x {d.mean():8.3f} {d.max():6d}",
               flush=True)
