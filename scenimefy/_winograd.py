@@ -354,9 +354,12 @@ def conv2d(
     if band_bytes is None:
         band_bytes = DEFAULT_BAND_BYTES if parallel_bands else DEFAULT_SERIAL_BAND_BYTES
 
-    # Band height: tile rows per band such that V and M fit ``band_bytes``.
+    # Band height: tile rows per band such that V and M fit ``band_bytes``, and in parallel
+    # mode at least two bands per thread (a small image would otherwise run on one core).
     per_row = n * n * tw * max(cin, cout) * x.element_size()
     rows_per_band = max(1, min(th, band_bytes // per_row))
+    if parallel_bands and threads > 1:
+        rows_per_band = max(1, min(rows_per_band, -(-th * batch // (2 * threads))))
     jobs = [(b, t0) for b in range(batch) for t0 in range(0, th, rows_per_band)]
     u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
     band = _Band(x, out, weight, u, bias, padding, rows_per_band, compiled)
