@@ -29,8 +29,8 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -151,10 +151,10 @@ class _WinogradFunctional(types.ModuleType):
     def conv2d(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         pad = padding if isinstance(padding, int) else (padding[0] if padding[0] == padding[1] else -1)
         m = None
-        if weight.shape[-2:] == (3, 3) and stride in (1, (1, 1)) and dilation in (1, (1, 1)) and groups == 1:
-            if pad in (0, 1):
-                index = self.order.setdefault(id(weight), len(self.order))
-                m = self.policy(weight, x, index)
+        plain = stride in (1, (1, 1)) and dilation in (1, (1, 1)) and groups == 1
+        if weight.shape[-2:] == (3, 3) and plain and pad in (0, 1):
+            index = self.order.setdefault(id(weight), len(self.order))
+            m = self.policy(weight, x, index)
         if m is None:
             return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
         key = (id(weight), m)
@@ -178,7 +178,7 @@ def policy_for(name: str, ngf: int) -> Callable[[torch.Tensor, torch.Tensor, int
     """Variant names: direct, F2, F4, F6 (every stride-1 3x3 conv), F2t / F3t / F4t / F6t (trunk
     only), F4t1 (the first conv of each residual block), F4t1F2 (first F4, second F2), F4t2 /
     F6t4 (F4 / F6 on the trunk, F2 / F4 elsewhere)."""
-    trunk = lambda w: w.shape[0] == w.shape[1] == 4 * ngf  # noqa: E731
+    trunk = lambda w: w.shape[0] == w.shape[1] == 4 * ngf
     # index: order of first use among all stride-1 3x3 convs: down1, down2, then the trunk's
     # conv1 / conv2 alternating (2 .. 19), up1, up2.
     table = {
@@ -275,7 +275,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(cpu_line())
     print(f"native bf16: {inference.cpu_has_fast_bf16()}")
-    parse = lambda s: tuple(int(v) for v in s.lower().split("x"))  # noqa: E731
+    parse = lambda s: tuple(int(v) for v in s.lower().split("x"))
     if args.part in ("convs", "all"):
         bench_convs([parse(s) for s in args.sizes.split(",")], args.reps, args.compiled, set(args.layers.split(",")))
     if args.part in ("net", "all"):

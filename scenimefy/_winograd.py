@@ -36,11 +36,11 @@ from __future__ import annotations
 import copy
 import math
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
-from typing import Callable, Sequence
+from functools import cache
 
 import torch
 
@@ -86,7 +86,7 @@ def _inverse(rows: list[list[Fraction]]) -> list[list[Fraction]]:
     return [row[n:] for row in a]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _matrices_exact(m: int, points: tuple[Fraction, ...]) -> tuple[list, list, list]:
     r = 3
     n = m + r - 1
@@ -341,8 +341,8 @@ def conv2d(
         the first call of each shape class compiles for tens of seconds).
     """
     ho, wo = _check(x, weight, padding)
-    m, n, p = weight.m, weight.n, padding
-    batch, cin, h, w = x.shape
+    m, n = weight.m, weight.n
+    batch, cin = x.shape[:2]
     cout = weight.out_channels
     th, tw = -(-ho // m), -(-wo // m)  # tiles; the last row / column of tiles may overhang
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and cin > 1
@@ -432,7 +432,7 @@ class _Band:
         self.direct_cols = padding == 0 and self.wpad == x.shape[3] and xh.stride(2) == cin and xh.stride(3) == 1
         self.padded: torch.Tensor | None = None
 
-    def fork(self) -> "_Band":
+    def fork(self) -> _Band:
         twin = copy.copy(self)
         n, cin, cout = self.weight.n, self.weight.in_channels, self.weight.out_channels
         twin.plan = _plan(self.weight, self.x.dtype, self.x.device, n * n * self.rows_per_band * self.tw * max(cin, cout))
