@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -289,13 +290,25 @@ def _output_transform_expr(mm: torch.Tensor, r: int, tw: int, m: int, a_t: tuple
 
 
 _COMPILED: dict[str, Callable] = {}
+_EAGER_EXPR = {"in": _input_transform_expr, "out": _output_transform_expr}
 
 
 def _compiled(name: str) -> Callable:
+    """The compiled transform, or its eager expression where compiling failed once (no C++
+    compiler, an unsupported platform): warned about once, then never retried."""
     fn = _COMPILED.get(name)
     if fn is None:
-        target = {"in": _input_transform_expr, "out": _output_transform_expr}[name]
-        fn = _COMPILED[name] = torch.compile(target, dynamic=True, fullgraph=True)
+        compiled = torch.compile(_EAGER_EXPR[name], dynamic=True, fullgraph=True)
+
+        def fn(*args):
+            try:
+                return compiled(*args)
+            except Exception as error:  # noqa: BLE001  (inductor raises InductorError, BackendCompilerFailed, ...)
+                warnings.warn(f"torch.compile of the Winograd transforms failed, running them eagerly: {error!r}"[:500])
+                _COMPILED.update(_EAGER_EXPR)
+                return _EAGER_EXPR[name](*args)
+
+        _COMPILED[name] = fn
     return fn
 
 
