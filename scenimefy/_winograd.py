@@ -16,6 +16,9 @@ and whether the conv gets faster is decided by how cheaply those run. Here:
 * the image is processed in horizontal bands of tile rows, so the transformed input V of a band
   (n^2 x tiles x C_in) and the GEMM output M stay in cache between the three steps, and the
   buffers are reused from band to band (no page faults, bounded memory for any image size);
+* bands run concurrently on Python threads with single-threaded ops: a band is ~8 small ops,
+  and with multi-threaded ops each would end in an OpenMP barrier, which costs milliseconds
+  whenever another process holds a core;
 * each transform is separable (a 1-D transform along rows, then along columns) and runs as two
   small matrix products over the whole band (eager PyTorch: a gather copy + mm + bmm) or, with
   ``compiled=True``, as one inductor-generated loop nest per transform (``torch.compile``);
