@@ -1,8 +1,10 @@
 """Inference speed, memory and accuracy: our ``translate`` against the reference demo path.
 
-Baseline = what the authors' demo does: fp32 eager ``model(x)`` at full size. Ours = the default
-``translate(model, x)`` (bf16 / fp16, channels_last, no layout copies, tiling when needed) and
-``translate(model, x, exact=True)`` (fp32). All run in one process on the same weights (the
+Baseline = what the authors' demo does: fp32 eager ``model(x)`` at full size. Ours, per path this
+machine can run: ``bf16`` (where the CPU has native bf16; fp16 on CUDA), ``fp32`` (the fast path
+of CPUs without native bf16: Winograd F(4x4, 3x3) for the 3x3 convs, channels_last) and
+``exact`` (fp32 with the reference arithmetic). The default path is marked. All run in one
+process on the same weights (the
 converted parity checkpoint: random weights in the released Shinkai layout) and the same input (a
 sample photo resized with bicubic), repetitions interleaved; ratios use the minimum over
 repetitions, which is the least disturbed by other processes on a shared machine. The process
@@ -36,18 +38,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
+from common import cpu_line
 from PIL import Image
 
 import scenimefy  # noqa: F401  (before torchvision)
 from scenimefy.hub.convert import load_reference_translator
 from scenimefy.inference.engine import translate
-from scenimefy.inference.runtime import choose_settings, cpu_has_fast_bf16
+from scenimefy.inference.runtime import choose_settings, cpu_probe_bf16
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
 PHOTO = SHARED / "samples" / "space_5.png"
 SIZES = ("512x512", "1024x1024", "1920x1080")
-PATHS = ("baseline", "default", "exact")
+#: translate() arguments of each path (the dtype picks the path; choose_settings adds the rest).
+PATH_ARGS = {"bf16": {"dtype": torch.bfloat16}, "fp16": {"dtype": torch.float16}, "fp32": {"dtype": torch.float32}}
+
+
+def paths_for(device: torch.device) -> list[str]:
+    """The baseline, the fast paths this device runs natively, and exact mode."""
+    if device.type == "cuda":
+        return ["baseline", "fp16", "exact"]
+    return ["baseline", *(["bf16"] if cpu_probe_bf16() else []), "fp32", "exact"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -64,8 +75,10 @@ def run_path(path: str, model, x: torch.Tensor, **kwargs) -> torch.Tensor:
     if path == "baseline":
         with torch.inference_mode():
             y = model(x)
+    elif path == "exact":
+        y = translate(model, x, exact=True, **kwargs)
     else:
-        y = translate(model, x, exact=path == "exact", **kwargs)
+        y = translate(model, x, **PATH_ARGS.get(path, {}), **kwargs)
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     return y
@@ -129,42 +142,46 @@ def main() -> None:
         return
 
     model = load_reference_translator(WEIGHTS).to(device)
-    s = choose_settings(device)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}"
-    )
+    paths = paths_for(device)
+    default = choose_settings(device)
+    default_path = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(default.dtype, "fp32")
+    print(cpu_line())
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}")
-    print(f"default path: {s.dtype}, channels_last={s.channels_last}; weights: {WEIGHTS.name}; input: {PHOTO.name}\n")
-    print("wall: seconds (min and median over repetitions); cpu: process CPU seconds, all threads (min)")
+    print(f"default path: {default_path} ({default.reason}); weights: {WEIGHTS.name}; input: {PHOTO.name}")
+    for p in paths[1:-1]:
+        print(f"  {p}: {choose_settings(device, **PATH_ARGS[p]).reason}")
+    print("\nwall: seconds (min and median over repetitions); cpu: process CPU seconds, all threads (min)")
+    print("speed-up, mean|d|, max|d|: against the baseline (the authors' demo path); * = default path")
     print(
-        f"{'size':>10} {'path':>8} {'wall min':>8} {'median':>7} {'speed-up':>8} {'cpu':>6} {'cpu x':>6} "
+        f"{'size':>10} {'path':>9} {'wall min':>8} {'median':>7} {'speed-up':>8} {'cpu':>6} {'cpu x':>6} "
         f"{'mean|d|':>8} {'max|d|':>6}"
     )
     for size in [] if args.skip_timing else args.sizes:
         x = load_input(*parse_size(size)).to(device)
-        outputs, times, cpu = {}, {p: [] for p in PATHS}, {p: [] for p in PATHS}
-        for p in PATHS:  # warm-up: oneDNN builds its kernels for each new shape
+        outputs, times, cpu = {}, {p: [] for p in paths}, {p: [] for p in paths}
+        for p in paths:  # warm-up: oneDNN builds its kernels for each new shape
             outputs[p] = run_path(p, model, x)
         for _ in range(args.reps):
-            for p in PATHS:
+            for p in paths:
                 t, c = time.perf_counter(), time.process_time()
                 run_path(p, model, x)
                 times[p].append(time.perf_counter() - t)
                 cpu[p].append(time.process_time() - c)
         base, base_cpu = min(times["baseline"]), min(cpu["baseline"])
-        for p in PATHS:
+        for p in paths:
             mean_d, max_d = level_diff(outputs[p], outputs["baseline"])
+            name = p + ("*" if p == default_path else "")
             print(
-                f"{size:>10} {p:>8} {min(times[p]):8.2f} {statistics.median(times[p]):7.2f} "
+                f"{size:>10} {name:>9} {min(times[p]):8.2f} {statistics.median(times[p]):7.2f} "
                 f"{base / min(times[p]):7.2f}x {min(cpu[p]):6.1f} {base_cpu / min(cpu[p]):5.2f}x "
-                f"{mean_d:8.3f} {max_d:6d}"
+                f"{mean_d:8.3f} {max_d:6d}",
+                flush=True,
             )
         if size == "1920x1080":
-            tiled = translate(model, x, tile_size=512)
-            mean_d, max_d = level_diff(tiled, outputs["default"])
-            print(f"{size:>10} tiled(512) vs untiled default: mean|d| {mean_d:.3f}, max|d| {max_d}")
+            tiled = run_path(default_path, model, x, tile_size=512)
+            mean_d, max_d = level_diff(tiled, outputs[default_path])
+            print(f"{size:>10} tiled(512) vs untiled {default_path}: mean|d| {mean_d:.3f}, max|d| {max_d}")
         del outputs
 
     if not args.skip_memory:
@@ -172,16 +189,16 @@ def main() -> None:
         print(f"\n{what}, one fresh process per run (MB: process peak / increase by the run)")
         for size in args.sizes:
             cells = []
-            for p in PATHS:
+            for p in paths:
                 m = measure_memory(p, size, device)
                 cells.append(f"{p} {m['peak_mb']:.0f} / +{m['peak_mb'] - m['before_mb']:.0f}")
-            print(f"{size:>10}: " + "   ".join(cells))
+            print(f"{size:>10}: " + "   ".join(cells), flush=True)
     if not args.skip_4k:
-        m = measure_memory("default", "3840x2160", device)
-        print(
-            f"3840x2160 default (auto tiling): peak {m['peak_mb']:.0f} MB (+{m['peak_mb'] - m['before_mb']:.0f}), "
-            f"{m['seconds']:.1f} s"
-        )
+        for p in paths[1:-1]:
+            m = measure_memory(p, "3840x2160", device)
+            grown = m["peak_mb"] - m["before_mb"]
+            print(f"3840x2160 {p} (auto tiling): peak {m['peak_mb']:.0f} MB (+{grown:.0f}), {m['seconds']:.1f} s")
+    print(cpu_line())
 
 
 if __name__ == "__main__":

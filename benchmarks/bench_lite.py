@@ -44,15 +44,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import scenimefy  # noqa: E402,F401  (before torchvision)
-from scenimefy import _distill_proto as distill  # noqa: E402
-from scenimefy.convert import load_reference_translator  # noqa: E402
-from scenimefy.inference import cpu_has_fast_bf16, translate  # noqa: E402
-from scenimefy.models.lite import ScenimefyLiteTranslator, count_macs, count_params  # noqa: E402
-from scenimefy.models.translator import ScenimefyTranslator  # noqa: E402
+import scenimefy  # noqa: F401  (before torchvision)
+from scenimefy import _distill_proto as distill
+from scenimefy.convert import load_reference_translator
+from scenimefy.inference import cpu_has_fast_bf16, translate
+from scenimefy.models.lite import ScenimefyLiteTranslator, count_macs, count_params
+from scenimefy.models.translator import ScenimefyTranslator
 
 SHARED = Path(os.environ.get("SCENIMEFY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -118,18 +118,27 @@ def speed_table(teacher, student, sizes: list[int], threads: int, reps: int) -> 
         medians = timed(fns, reps)
         base, base_cpu = medians["teacher translate() (default)"]
         for name, (t, c) in medians.items():
-            print(f"{side:>4}x{side:<4} {name:<34} {t * 1e3:9.1f} {base / t:10.2f}x {c * 1e3:9.1f} {base_cpu / c:10.2f}x")
+            print(
+                f"{side:>4}x{side:<4} {name:<34} {t * 1e3:9.1f} {base / t:10.2f}x {c * 1e3:9.1f} {base_cpu / c:10.2f}x"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", default=str(SHARED / "parity" / "net_G.pth"),
-                        help="teacher: a reference *_net_G.pth or a translator folder (default: the parity weights)")
+    parser.add_argument(
+        "--teacher",
+        default=str(SHARED / "parity" / "net_G.pth"),
+        help="teacher: a reference *_net_G.pth or a translator folder (default: the parity weights)",
+    )
     parser.add_argument("--config", default="{}", help="ScenimefyLiteTranslator kwargs as JSON (default config)")
     parser.add_argument("--load", help="start from a saved student folder (save_pretrained)")
     parser.add_argument("--save", help="save the distilled student here (save_pretrained)")
-    parser.add_argument("--init", choices=("default", "teacher-slices"), default="default",
-                        help="teacher-slices: the leading channels of the teacher's weights (same topology only)")
+    parser.add_argument(
+        "--init",
+        choices=("default", "teacher-slices"),
+        default="default",
+        help="teacher-slices: the leading channels of the teacher's weights (same topology only)",
+    )
     parser.add_argument("--train-seconds", type=float, default=150.0, help="distillation wall-clock budget")
     parser.add_argument("--steps", type=int, help="train this many steps instead of --train-seconds")
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -151,8 +160,10 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores, native bf16: {cpu_has_fast_bf16()}; "
-          f"torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"CPU: {cpu_name()}, {os.cpu_count()} logical cores, native bf16: {cpu_has_fast_bf16()}; "
+        f"torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}"
+    )
     cache = Path(args.cache)
     teacher_path = Path(args.teacher)
     if teacher_path.is_dir():
@@ -170,14 +181,16 @@ def main() -> None:
     student.eval()
 
     # ---- cost
-    side = 2 ** student.n_down * 8
+    side = 2**student.n_down * 8
     t_macs, s_macs = count_macs(teacher, side, side) / side**2, student.macs_per_pixel()
     t_par, s_par = count_params(teacher), count_params(student)
     ratio = s_macs / t_macs
     print(f"\nstudent config: {json.dumps({k: v for k, v in student.config.items() if not k.startswith('_')})}")
     print(f"{'':8} {'MACs/pixel':>12} {'params':>12}")
     print(f"{'teacher':8} {t_macs:12,.0f} {t_par:12,d}")
-    print(f"{'student':8} {s_macs:12,.0f} {s_par:12,d}   (1/{1 / ratio:.1f} of the MACs, 1/{t_par / s_par:.1f} of the params)")
+    print(
+        f"{'student':8} {s_macs:12,.0f} {s_par:12,d}   (1/{1 / ratio:.1f} of the MACs, 1/{t_par / s_par:.1f} of the params)"
+    )
 
     # ---- data
     torch.set_num_threads(args.train_threads)
@@ -188,17 +201,29 @@ def main() -> None:
     t0 = time.perf_counter()
     views = [
         distill.teacher_views(
-            teacher, p, seed=args.seed, n_views=args.views, crop=args.crop, short_sides=short,
-            cache_dir=cache, fingerprint=fingerprint,
+            teacher,
+            p,
+            seed=args.seed,
+            n_views=args.views,
+            crop=args.crop,
+            short_sides=short,
+            cache_dir=cache,
+            fingerprint=fingerprint,
         )
         for p in train_paths
     ]
     inputs, targets = np.concatenate([v[0] for v in views]), np.concatenate([v[1] for v in views])
-    print(f"\ntraining views: {len(inputs)} crops of {args.crop}px from {len(train_paths)} images "
-          f"({time.perf_counter() - t0:.0f} s incl. teacher runs not cached yet)")
+    print(
+        f"\ntraining views: {len(inputs)} crops of {args.crop}px from {len(train_paths)} images "
+        f"({time.perf_counter() - t0:.0f} s incl. teacher runs not cached yet)"
+    )
     t0 = time.perf_counter()
-    pairs = [distill.teacher_full(teacher, p, args.eval_size, cache_dir=cache, fingerprint=fingerprint) for p in test_paths]
-    print(f"held-out: {len(pairs)} photos at {args.eval_size}px, teacher fp32 outputs ({time.perf_counter() - t0:.0f} s)")
+    pairs = [
+        distill.teacher_full(teacher, p, args.eval_size, cache_dir=cache, fingerprint=fingerprint) for p in test_paths
+    ]
+    print(
+        f"held-out: {len(pairs)} photos at {args.eval_size}px, teacher fp32 outputs ({time.perf_counter() - t0:.0f} s)"
+    )
 
     # ---- distil
     if args.steps or args.train_seconds > 0:
@@ -210,12 +235,22 @@ def main() -> None:
 
         print(f"distilling ({budget}, batch {args.batch}, lr {args.lr}, {weights}):")
         history = distill.distill(
-            student, inputs, targets, batch=args.batch, lr=args.lr, weights=weights, seed=args.seed, log=log,
-            log_every=50, **budget,
+            student,
+            inputs,
+            targets,
+            batch=args.batch,
+            lr=args.lr,
+            weights=weights,
+            seed=args.seed,
+            log=log,
+            log_every=50,
+            **budget,
         )
-        last = history[-min(50, len(history)):]
-        print(f"  {len(history)} steps in {history[-1]['time']:.0f} s; last {len(last)} steps' training L1 "
-              f"{np.mean([h['l1'] for h in last]) * 127.5:.2f} levels")
+        last = history[-min(50, len(history)) :]
+        print(
+            f"  {len(history)} steps in {history[-1]['time']:.0f} s; last {len(last)} steps' training L1 "
+            f"{np.mean([h['l1'] for h in last]) * 127.5:.2f} levels"
+        )
     if args.save:
         student.save_pretrained(args.save)
         print(f"saved to {args.save}")
@@ -236,8 +271,10 @@ def main() -> None:
         rows[names[1]].append(distill.mean_abs_levels(distill.equal_compute_baseline(teacher, x, small), y))
         rows[names[2]].append(distill.mean_abs_levels(distill.equal_compute_baseline(teacher, x, half), y))
         rows[names[3]].append(distill.mean_abs_levels(np.broadcast_to(constant, y.shape), y))
-    print(f"\nmean |difference| to the teacher's fp32 output at {args.eval_size}x{args.eval_size}, 8-bit levels "
-          f"({len(pairs)} held-out photos):")
+    print(
+        f"\nmean |difference| to the teacher's fp32 output at {args.eval_size}x{args.eval_size}, 8-bit levels "
+        f"({len(pairs)} held-out photos):"
+    )
     for name, values in rows.items():
         print(f"  {name:<58} {np.mean(values):6.2f}   (per photo {min(values):.1f} .. {max(values):.1f})")
     wins = sum(a < b for a, b in zip(rows[names[0]], rows[names[1]]))

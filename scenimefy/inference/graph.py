@@ -25,6 +25,7 @@ from scenimefy.inference.ops import (
     TransposedConv,
 )
 from scenimefy.inference.runtime import ExecutionSettings
+from scenimefy.inference.winograd import transform_weight
 from scenimefy.models.lite import ScenimefyLiteTranslator
 from scenimefy.models.translator import (
     BlurDownsample,
@@ -118,6 +119,16 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
     def bias(conv) -> torch.Tensor | None:
         return None if conv.bias is None else conv.bias.detach().to(device=device, dtype=settings.dtype)
 
+    def conv(module, *, reflect: bool, scale: float = 1.0, padding: int = 0, where: str, with_bias=False) -> Conv:
+        """A stride-1 conv op; its 3x3 convs in the Winograd domain when the settings say so."""
+        w = weight(module, scale, padding=padding, where=where)
+        b = bias(module) if with_bias else None
+        if not settings.winograd or tuple(module.kernel_size) != (3, 3):
+            return Conv(w, b, reflect=reflect)
+        # Transformed from the fp32 weight (times the folded scale), rounded once.
+        exact = module.weight.detach().to(device=device, dtype=torch.float32) * scale
+        return Conv(w, b, reflect=reflect, winograd=transform_weight(exact, settings.winograd, dtype=settings.dtype))
+
     norms = 0
 
     def norm(channels: int, relu: bool = True, scale: float = 1.0) -> Norm:
@@ -128,34 +139,33 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
     # A conv bias in front of an InstanceNorm shifts every pixel of a channel equally and is
     # removed by the mean subtraction: those convs run without it.
     stem = model.stem
-    ops: list[Op] = [Conv(weight(stem, where="stem"), None, reflect=True), norm(stem.out_channels)]
+    ops: list[Op] = [conv(stem, reflect=True, where="stem"), norm(stem.out_channels)]
     for i, block in enumerate(model.down):
         c, where = block.conv.out_channels, f"down.{i}.conv"
         if isinstance(block.blur, BlurDownsample):
-            conv = Conv(weight(block.conv, padding=1, where=where), None, reflect=False)
-            ops += [conv, norm(c, scale=1 / 16), BlurDown()]
+            ops += [conv(block.conv, reflect=False, padding=1, where=where), norm(c, scale=1 / 16), BlurDown()]
         else:
             ops += [StridedConv(weight(block.conv, stride=2, padding=1, where=where), None), norm(c)]
     for i, block in enumerate(model.blocks):
         c = block.conv1.out_channels
         ops += [
             Save(i),
-            Conv(weight(block.conv1, where=f"blocks.{i}.conv1"), None, reflect=True),
+            conv(block.conv1, reflect=True, where=f"blocks.{i}.conv1"),
             norm(c),
-            Conv(weight(block.conv2, where=f"blocks.{i}.conv2"), None, reflect=True),
+            conv(block.conv2, reflect=True, where=f"blocks.{i}.conv2"),
             norm(c, relu=False),
             AddSaved(i),
         ]
     for i, block in enumerate(model.up):
         c, where = block.conv.out_channels, f"up.{i}.conv"
         if isinstance(block.upsample, BlurUpsample):
-            ops += [BlurUp(), Conv(weight(block.conv, 1 / 16, padding=1, where=where), None, reflect=False), norm(c)]
+            ops += [BlurUp(), conv(block.conv, reflect=False, scale=1 / 16, padding=1, where=where), norm(c)]
         else:
             if block.conv.output_padding != (1, 1):
                 raise UnsupportedLayerError(f"{where}: output_padding {block.conv.output_padding}, expected (1, 1)")
             w = weight(block.conv, kind=nn.ConvTranspose2d, stride=2, padding=1, where=where)
             ops += [TransposedConv(w, None), norm(c)]
-    ops += [Conv(weight(model.head, where="head"), bias(model.head), reflect=True), Tanh()]
+    ops += [conv(model.head, reflect=True, where="head", with_bias=True), Tanh()]
     return ops
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from scenimefy.inference import winograd
+from scenimefy.inference.winograd import WinogradWeight
+
 EPS = 1e-5  # InstanceNorm epsilon of the translator
 #: ``norm_stats(layer, mean, var) -> (mean, var)``, the optional hook of :func:`translate`.
 NormStatsHook = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -122,10 +125,17 @@ class Op:
 
 
 class Conv(Op):
-    """Stride-1 'same' conv, reflect (stem, head, residual blocks) or zero padded (up/down convs)."""
+    """Stride-1 'same' conv, reflect (stem, head, residual blocks) or zero padded (up/down convs).
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, reflect: bool) -> None:
-        self.weight, self.bias, self.reflect = weight, bias, reflect
+    With ``winograd`` (a 3x3 weight in the Winograd domain) it runs ``inference.winograd.conv2d``
+    instead of oneDNN's direct conv; the direct weight is then not kept.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None, reflect: bool, winograd: WinogradWeight | None = None
+    ) -> None:
+        self.weight = None if winograd is not None else weight
+        self.bias, self.reflect, self.winograd = bias, reflect, winograd
         self.pad = weight.shape[-1] // 2
         self.out_channels = co = weight.shape[0]
         # The 3-channel head fills 3 of the 16 lanes oneDNN computes at once. Folding the kernel
@@ -143,7 +153,15 @@ class Conv(Op):
 
     def __call__(self, x, rows, cols, ctx):
         p = self.pad
-        if self.reflect:
+        if self.winograd is not None:
+            # Padding only on image borders, so the same call serves whole images and tiles.
+            pads = (p if cols.head else 0, p if cols.tail else 0, p if rows.head else 0, p if rows.tail else 0)
+            if not self.reflect and all(pads):
+                y = winograd.conv2d(x, self.winograd, self.bias, padding=p)
+            else:
+                x = F.pad(x, pads, mode="reflect" if self.reflect else "constant") if any(pads) else x
+                y = winograd.conv2d(x, self.winograd, self.bias)
+        elif self.reflect:
             # One reflect-pad copy, on image borders only. (Tried: zero-padded conv plus border
             # lines recomputed from small reflect-padded strips; it saves the copy but its dozen
             # small ops per conv cost more, on a shared machine much more.)

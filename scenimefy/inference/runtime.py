@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+#: "0" turns Winograd off in the fp32 fast path (on by default where oneDNN runs the convs).
+WINOGRAD_ENV = "SCENIMEFY_WINOGRAD"
+#: Output tile of the fp32 path: F(4x4, 3x3) does 4x fewer multiplications; F(6x6, 3x3) was no
+#: faster over the whole network, has 4x the rounding error and 1.8x the transformed weights.
+WINOGRAD_TILE = 4
 #: Forces the CPU capability probe: "1" runs the bf16 path (emulated, slowly, where the CPU lacks
 #: bf16), "0" the fp32 path; unset or anything else probes the CPU.
 FORCE_BF16_ENV = "SCENIMEFY_CPU_BF16"
@@ -54,6 +59,7 @@ class ExecutionSettings:
 
     dtype: torch.dtype
     channels_last: bool
+    winograd: int = 0  # output tile m of Winograd F(m x m, 3 x 3) for the 3x3 convs; 0: direct convs
     reason: str = field(default="", compare=False)
 
 
@@ -86,7 +92,13 @@ def choose_settings(
     else:
         channels_last = device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
     layout = "channels_last" if channels_last else "contiguous"
-    return ExecutionSettings(dtype, channels_last, reason=f"{why}, {layout}")
+    # Winograd pays in fp32 only: in bf16 its transforms cost ~2-5x the direct conv's rounding
+    # error for no reliable gain (docs/inference.md); exact mode keeps the reference arithmetic.
+    tile = 0
+    if not exact and device.type == "cpu" and dtype == torch.float32 and channels_last:
+        tile = 0 if os.environ.get(WINOGRAD_ENV) == "0" else WINOGRAD_TILE
+    algorithm = f", Winograd F({tile}x{tile}, 3x3) for the 3x3 convs" if tile else ""
+    return ExecutionSettings(dtype, channels_last, tile, reason=f"{why}, {layout}{algorithm}")
 
 
 @contextmanager
@@ -112,6 +124,33 @@ def _no_tf32(device: torch.device, exact: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+# Winograd runs bands of an image concurrently on Python threads with single-threaded ops (an
+# OpenMP barrier per op costs milliseconds whenever another process holds a core). PyTorch's
+# intra-op thread count is one process-wide setting, so it is lowered for as long as any such
+# call runs and restored when the last one ends, whatever order concurrent calls finish in.
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 1
+
+
+@contextmanager
+def single_threaded_ops() -> Iterator[None]:
+    """PyTorch ops run on one thread each while inside (reference-counted across threads)."""
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 # glibc hands every block above 32 MB to the OS on free() and maps fresh pages for the next one;

@@ -299,3 +299,21 @@ def test_fast_path_refuses_other_resampling_depths(image):
 
     with pytest.raises(UnsupportedLayerError, match="3 down and 3 up blocks"):
         translate(ScenimefyLiteTranslator(channels=(8, 16, 32, 32), n_blocks=1), image)
+
+
+def test_fp32_fast_path_runs_winograd_and_tiles_agree(monkeypatch, image):
+    """The fp32 fast path computes the 3x3 convs with Winograd F(4x4, 3x3), whole or tiled."""
+    monkeypatch.setenv("SCENIMEFY_CPU_BF16", "0")
+    settings = choose_settings(torch.device("cpu"))
+    assert settings.winograd == 4 and "Winograd" in settings.reason
+    model = small_model()
+    with torch.no_grad():
+        ref = model(image)
+    threads = torch.get_num_threads()
+    fast = translate(model, image)
+    assert torch.get_num_threads() == threads  # the bands' single-threaded ops are scoped to the call
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(translate(model, image, tile_size=32), ref, atol=1e-4, rtol=0)
+    monkeypatch.setenv("SCENIMEFY_WINOGRAD", "0")
+    assert choose_settings(torch.device("cpu")).winograd == 0
+    assert choose_settings(torch.device("cpu"), exact=True).winograd == 0

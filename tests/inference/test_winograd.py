@@ -1,4 +1,4 @@
-"""Winograd F(m x m, 3 x 3) convolution (scenimefy._winograd) against F.conv2d in float64.
+"""Winograd F(m x m, 3 x 3) convolution (scenimefy.inference.winograd) against F.conv2d in float64.
 
 Tolerances are elementwise and relative to the conditioning of each output,
 bound = conv(|x|, |w|) (the sum of |products| it adds up): every float algorithm for a dot
@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scenimefy import _winograd as wg
+from scenimefy.inference import winograd as wg
 
 EPS = {torch.float32: 2.0**-24, torch.bfloat16: 2.0**-9}
 

@@ -20,8 +20,8 @@ and whether the conv gets faster is decided by how cheaply those run. Here:
   and with multi-threaded ops each would end in an OpenMP barrier, which costs milliseconds
   whenever another process holds a core;
 * each transform is separable (a 1-D transform along rows, then along columns) and runs as two
-  small matrix products over the whole band (eager PyTorch: a gather copy + mm + bmm) or, with
-  ``compiled=True``, as one inductor-generated loop nest per transform (``torch.compile``);
+  small matrix products over the whole band (a gather copy + mm + bmm); ``torch.compile`` of the
+  transforms was measured: 40-55 s of compilation per shape for no net gain (docs/inference.md);
 * the transform matrices come from the Toom-Cook construction for a chosen set of interpolation
   points (Lavin & Gray sec. 4; points 0, +-1, +-2 and infinity give their F(4x4, 3x3) matrices).
 
@@ -37,31 +37,19 @@ Entry points: :func:`transform_weight` (once per weight, cacheable) and :func:`c
 from __future__ import annotations
 
 import copy
-import math
 import threading
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cache
 
 import torch
 
-#: Interpolation points per output tile size m (the point at infinity is always added). The
-#: choice changes the rounding error, not the cost (Barabasz et al., "Error Analysis and
-#: Improving the Accuracy of Winograd Convolution for Deep Neural Networks", TOMS 2020). F(3,3)
-#: and F(4,3) use the best sets of a search over {0, +-1, +-2, +-1/2, +-3, +-1/3, +-3/2, +-2/3,
-#: +-4, +-1/4} (bf16 GEMM operands, post-ReLU inputs): for F(4,3), 0, +-3/2, +-2/3 err 5.3x a
-#: direct bf16 conv on average against 8.7x for Lavin & Gray's 0, +-1, +-2 (fp32: 2.2x vs 3.8x).
-DEFAULT_POINTS: dict[int, tuple[Fraction, ...]] = {
-    2: (Fraction(0), Fraction(1), Fraction(-1)),
-    3: (Fraction(0), Fraction(1), Fraction(-2), Fraction(-1, 2)),
-    4: (Fraction(0), Fraction(3, 2), Fraction(-3, 2), Fraction(2, 3), Fraction(-2, 3)),
-    6: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2)),
-    8: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2),
-        Fraction(1, 4), Fraction(-4)),
-}
+from scenimefy.inference.runtime import single_threaded_ops
+from scenimefy.inference.winograd_transforms import interpolation_points, winograd_matrices
+
+__all__ = ["WinogradWeight", "conv2d", "transform_weight", "winograd_matrices"]
+
 #: Bytes of the largest per-band buffer (V or M) when bands run in parallel, one per core: a
 #: few MB keeps a band's working set in cache while each op is still large enough that its
 #: launch cost does not matter.
@@ -69,67 +57,6 @@ DEFAULT_BAND_BYTES = 8 * 1024**2
 #: ... and when bands run one after another with multi-threaded ops: every op then ends in an
 #: OpenMP barrier, so fewer, larger bands (this bounds the extra memory: ~3x this).
 DEFAULT_SERIAL_BAND_BYTES = 64 * 1024**2
-
-
-# --------------------------------------------------------------------------- transform matrices
-
-
-def _inverse(rows: list[list[Fraction]]) -> list[list[Fraction]]:
-    """Exact inverse of a square matrix of fractions (Gauss-Jordan)."""
-    n = len(rows)
-    a = [row[:] + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(rows)]
-    for c in range(n):
-        p = next(r for r in range(c, n) if a[r][c] != 0)
-        a[c], a[p] = a[p], a[c]
-        pivot = a[c][c]
-        a[c] = [v / pivot for v in a[c]]
-        for r in range(n):
-            if r != c and a[r][c] != 0:
-                f = a[r][c]
-                a[r] = [x - f * y for x, y in zip(a[r], a[c])]
-    return [row[n:] for row in a]
-
-
-@cache
-def _matrices_exact(m: int, points: tuple[Fraction, ...]) -> tuple[list, list, list]:
-    r = 3
-    n = m + r - 1
-    if len(points) != n - 1 or len(set(points)) != n - 1:
-        raise ValueError(f"F({m},3) needs {n - 1} distinct finite points, got {points}")
-
-    def vandermonde(k: int) -> list[list[Fraction]]:
-        # Evaluation of a degree-(k-1) polynomial at the points; the point at infinity reads
-        # its leading coefficient.
-        return [[p**e for e in range(k)] for p in points] + [[Fraction(0)] * (k - 1) + [Fraction(1)]]
-
-    # Linear convolution of an m-tap and an r-tap signal by evaluation / interpolation is
-    # s = E_n^{-1} [(E_m a) (.) (E_r b)]; correlation -- what a conv layer computes -- is its
-    # transpose (Lavin & Gray sec. 4): y = E_m^T [(E_r g) (.) (E_n^{-T} d)].
-    e_m, g, e_n_inv = vandermonde(m), vandermonde(r), _inverse(vandermonde(n))
-    a_t = [[e_m[j][i] for j in range(n)] for i in range(m)]
-    b_t = [[e_n_inv[i][j] for i in range(n)] for j in range(n)]
-    for j in range(n):  # integer B^T rows; their scale moves into G (same products)
-        scale = math.lcm(*(v.denominator for v in b_t[j]))
-        b_t[j] = [v * scale for v in b_t[j]]
-        g[j] = [v / scale for v in g[j]]
-    return a_t, g, b_t
-
-
-def _points(m: int, points: Sequence[float | Fraction] | None) -> tuple[Fraction, ...]:
-    # Floats like 2/3 become the small fraction they stand for, not their binary expansion.
-    return tuple(Fraction(p).limit_denominator(1000) for p in (points if points is not None else DEFAULT_POINTS[m]))
-
-
-def winograd_matrices(
-    m: int, points: Sequence[float | Fraction] | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A^T (m x n), G (n x 3), B^T (n x n) of F(m x m, 3 x 3) in float64, n = m + 2.
-
-    ``points``: the n - 1 finite interpolation points (default :data:`DEFAULT_POINTS`); the
-    matrices are exact rationals, rounded to float64 once.
-    """
-    mats = _matrices_exact(m, _points(m, points))
-    return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64) for mat in mats)
 
 
 # --------------------------------------------------------------------------- weights
@@ -174,7 +101,7 @@ def transform_weight(
     """
     if weight.dim() != 4 or weight.shape[-2:] != (3, 3):
         raise ValueError(f"expected a (C_out, C_in, 3, 3) weight, got {tuple(weight.shape)}")
-    pts = _points(m, points)
+    pts = interpolation_points(m, points)
     _, g, _ = winograd_matrices(m, pts)
     g = g.to(weight.device)
     n = m + 2
@@ -259,62 +186,6 @@ def _output_transform(mm: torch.Tensor, r: int, tw: int, m: int, plan: _Plan) ->
     return y.view(m, m, r, tw, c).permute(2, 0, 3, 1, 4)
 
 
-# --------------------------------------------------------------------------- compiled transforms
-# The same transforms written as pointwise expressions of the tile elements, for inductor to turn
-# into one loop nest each: the gather, both 1-D passes and the layout change (and for bf16 the
-# fp32 arithmetic with one rounding at the store) in a single read of the band and a single write.
-
-
-def _combine(terms: Sequence[torch.Tensor], row: Sequence[float]) -> torch.Tensor:
-    out = None
-    for coef, t in zip(row, terms):
-        if coef == 0:
-            continue
-        t = t if coef == 1 else -t if coef == -1 else t * coef
-        out = t if out is None else out + t
-    return out
-
-
-def _input_transform_expr(src: torch.Tensor, r: int, tw: int, m: int, b_t: tuple) -> torch.Tensor:
-    n = m + 2
-    tiles = src.unfold(0, n, m).unfold(1, n, m)[:r, :tw].float()  # (r, tw, C, n_i, n_j)
-    rows = [_combine([tiles[..., i, :] for i in range(n)], b_t[a]) for a in range(n)]  # (r, tw, C, n_j)
-    v = [_combine([rows[a][..., j] for j in range(n)], b_t[b]) for a in range(n) for b in range(n)]
-    return torch.stack(v).reshape(n * n, r * tw, src.shape[-1]).to(src.dtype)
-
-
-def _output_transform_expr(mm: torch.Tensor, r: int, tw: int, m: int, a_t: tuple) -> torch.Tensor:
-    n = m + 2
-    c = mm.shape[-1]
-    t = mm.view(n, n, r, tw, c).float()
-    rows = [_combine([t[i] for i in range(n)], a_t[a]) for a in range(m)]  # (n_j, r, tw, C)
-    y = torch.stack([torch.stack([_combine([rows[a][j] for j in range(n)], a_t[b]) for b in range(m)]) for a in range(m)])
-    return y.permute(2, 0, 3, 1, 4).reshape(r * m, tw * m, c).to(mm.dtype)  # (rows, cols, C)
-
-
-_COMPILED: dict[str, Callable] = {}
-_EAGER_EXPR = {"in": _input_transform_expr, "out": _output_transform_expr}
-
-
-def _compiled(name: str) -> Callable:
-    """The compiled transform, or its eager expression where compiling failed once (no C++
-    compiler, an unsupported platform): warned about once, then never retried."""
-    fn = _COMPILED.get(name)
-    if fn is None:
-        compiled = torch.compile(_EAGER_EXPR[name], dynamic=True, fullgraph=True)
-
-        def fn(*args):
-            try:
-                return compiled(*args)
-            except Exception as error:  # noqa: BLE001  (inductor raises InductorError, BackendCompilerFailed, ...)
-                warnings.warn(f"torch.compile of the Winograd transforms failed, running them eagerly: {error!r}"[:500])
-                _COMPILED.update(_EAGER_EXPR)
-                return _EAGER_EXPR[name](*args)
-
-        _COMPILED[name] = fn
-    return fn
-
-
 # --------------------------------------------------------------------------- convolution
 
 
@@ -337,7 +208,6 @@ def conv2d(
     *,
     band_bytes: int | None = None,
     parallel_bands: bool | None = None,
-    compiled: bool = False,
 ) -> torch.Tensor:
     """``F.conv2d(x, w, bias, padding=padding)`` for a 3x3 ``w`` given as ``transform_weight(w)``.
 
@@ -353,8 +223,6 @@ def conv2d(
         then a plain loop with no OpenMP barrier: on a busy machine, where every barrier of a
         2-thread op waits for a descheduled thread (~ms each), this is what keeps the ~8 ops a
         band needs cheap; when idle, each core keeps its own band in cache.
-    compiled: run the transforms as ``torch.compile``-generated loops (needs a C++ compiler;
-        the first call of each shape class compiles for tens of seconds).
     """
     ho, wo = _check(x, weight, padding)
     m, n = weight.m, weight.n
@@ -366,7 +234,7 @@ def conv2d(
     out = torch.empty((batch, cout, ho, wo), dtype=x.dtype, device=x.device, memory_format=fmt)
     threads = torch.get_num_threads() if x.device.type == "cpu" else 1
     if parallel_bands is None:
-        parallel_bands = threads > 1 and not compiled
+        parallel_bands = threads > 1
     if band_bytes is None:
         band_bytes = DEFAULT_BAND_BYTES if parallel_bands else DEFAULT_SERIAL_BAND_BYTES
 
@@ -378,7 +246,7 @@ def conv2d(
         rows_per_band = max(1, min(rows_per_band, -(-th * batch // (2 * threads))))
     jobs = [(b, t0) for b in range(batch) for t0 in range(0, th, rows_per_band)]
     u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
-    band = _Band(x, out, weight, u, bias, padding, rows_per_band, compiled)
+    band = _Band(x, out, weight, u, bias, padding, rows_per_band)
     if not parallel_bands or len(jobs) < 2 or threads < 2:
         for job in jobs:
             band(*job)
@@ -398,13 +266,10 @@ def conv2d(
                     return
                 local(*job)
 
-    torch.set_num_threads(1)
-    try:
+    with single_threaded_ops():
         pool = _pool(workers)
         for f in [pool.submit(work) for _ in range(workers)]:
             f.result()
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
@@ -421,9 +286,9 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 class _Band:
     """Computes the output rows of one band of tile rows, with its own reusable buffers."""
 
-    def __init__(self, x, out, weight, u, bias, padding, rows_per_band, compiled) -> None:
+    def __init__(self, x, out, weight, u, bias, padding, rows_per_band) -> None:
         self.x, self.out, self.weight, self.u, self.bias, self.p = x, out, weight, u, bias, padding
-        self.rows_per_band, self.compiled = rows_per_band, compiled
+        self.rows_per_band = rows_per_band
         m, n = weight.m, weight.n
         self.ho, self.wo = out.shape[-2:]
         self.th, self.tw = -(-self.ho // m), -(-self.wo // m)
@@ -435,8 +300,6 @@ class _Band:
         e = torch.linalg.lstsq(winograd_matrices(m, weight.points)[0], ones[:, None]).solution[:, 0]
         e[e.abs() < 1e-12] = 0
         self.bias_terms = [(a * n + b, float(e[a] * e[b])) for a in range(n) for b in range(n) if e[a] and e[b]]
-        a_t64, _, b_t64 = winograd_matrices(m, weight.points)
-        self.a_t, self.b_t = tuple(map(tuple, a_t64.tolist())), tuple(map(tuple, b_t64.tolist()))
         self.plan = _plan(weight, x.dtype, x.device, n * n * rows_per_band * self.tw * max(cin, cout))
         self.gemm_out = torch.empty(n * n * rows_per_band * self.tw * cout, dtype=x.dtype, device=x.device)
         # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
@@ -451,14 +314,22 @@ class _Band:
     def fork(self) -> _Band:
         twin = copy.copy(self)
         n, cin, cout = self.weight.n, self.weight.in_channels, self.weight.out_channels
-        twin.plan = _plan(self.weight, self.x.dtype, self.x.device, n * n * self.rows_per_band * self.tw * max(cin, cout))
+        twin.plan = _plan(
+            self.weight, self.x.dtype, self.x.device, n * n * self.rows_per_band * self.tw * max(cin, cout)
+        )
         twin.gemm_out = torch.empty_like(self.gemm_out)
         twin.padded = None
         return twin
 
     def __call__(self, b: int, t0: int) -> None:
         m, n, p = self.weight.m, self.weight.n, self.p
-        h, w, cin, cout, tw = self.x.shape[2], self.x.shape[3], self.weight.in_channels, self.weight.out_channels, self.tw
+        h, w, cin, cout, tw = (
+            self.x.shape[2],
+            self.x.shape[3],
+            self.weight.in_channels,
+            self.weight.out_channels,
+            self.tw,
+        )
         r = min(self.rows_per_band, self.th - t0)
         rows = m * r + 2
         a0 = m * t0 - p
@@ -468,7 +339,9 @@ class _Band:
         else:
             padded = self.padded
             if padded is None:
-                padded = self.padded = torch.empty((m * self.rows_per_band + 2, self.wpad, cin), dtype=self.x.dtype, device=self.x.device)
+                padded = self.padded = torch.empty(
+                    (m * self.rows_per_band + 2, self.wpad, cin), dtype=self.x.dtype, device=self.x.device
+                )
                 padded[:, :p].zero_()
                 padded[:, p + w :].zero_()
             if lo > a0:
@@ -477,19 +350,13 @@ class _Band:
                 padded[hi - a0 : rows].zero_()
             padded[lo - a0 : hi - a0, p : p + w].copy_(self.xh[b, lo:hi])
             src = padded[:rows]
-        if self.compiled:
-            v = _compiled("in")(src, r, tw, m, self.b_t)
-        else:
-            v = _input_transform(src, r, tw, m, self.plan)
+        v = _input_transform(src, r, tw, m, self.plan)
         mm = self.gemm_out[: n * n * r * tw * cout].view(n * n, r * tw, cout)
         torch.bmm(v, self.u, out=mm)
         if self.bias is not None:
             for xi, coef in self.bias_terms:
                 mm[xi].add_(self.bias.to(mm.dtype), alpha=coef)
-        if self.compiled:
-            y = _compiled("out")(mm, r, tw, m, self.a_t).view(r, m, tw, m, cout)
-        else:
-            y = _output_transform(mm, r, tw, m, self.plan)
+        y = _output_transform(mm, r, tw, m, self.plan)
         _scatter(y, self.oh[b], m * t0, min(m * r, self.ho - m * t0), self.wo, m)
 
 
