@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-fast lint format bench browser-deps clean
+.PHONY: install demo test test-fast lint format bench gpu-check browser-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(PY) $$f || exit 1; done
+
+# On a machine with a CUDA GPU: latency, video frames/s and training steps/s (benchmarks/gpu_check.py).
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/gpu_check.py 2>&1 | tee gpu-check.log
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
