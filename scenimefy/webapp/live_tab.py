@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 
 import gradio as gr
 import numpy as np
@@ -25,10 +27,13 @@ from scenimefy.webapp.context import AppContext, Limits
 from scenimefy.webapp.messages import pixels
 from scenimefy.webapp.styles import StyleState, fast_style, unavailable_message
 
+log = logging.getLogger("scenimefy.app")
+
 STREAM_EVERY_S = 0.1  # the browser's frame interval (at most 10 frames a second go up)
 YIELD_INTERVAL_S = 1.0  # while an image / video job runs: at most one live frame per this
 FPS_WINDOW = 10  # frames per second over this many frames ...
 FPS_SECONDS = 5.0  # ... and no older than this
+HEIGHT = 400  # px on the page, for the camera and the result alike
 CAMERA = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}  # asked of the browser
 
 
@@ -79,31 +84,37 @@ def live_note(style: str, states: dict[str, StyleState], limits: Limits) -> str:
     )
 
 
+def live_frame(ctx: AppContext, frame: np.ndarray | None, style: str, session: LiveSession | None):
+    """One webcam frame -> (the stylized frame, the frame-rate sentence, the session), or
+    ``gr.skip()`` for the first two when the frame is dropped (an image or video job runs and
+    this stream had a frame less than ``YIELD_INTERVAL_S`` ago)."""
+    if frame is None:
+        return gr.skip(), gr.skip(), session
+    session = session or LiveSession()
+    now = time.monotonic()
+    if ctx.jobs_running and now - session.last < YIELD_INTERVAL_S:
+        return gr.skip(), gr.skip(), session  # photos and videos first
+    states, limits = ctx.states(), ctx.limits
+    fast = fast_style(style, states) is not None
+    pipe, model = ctx.pipeline(style, "live view", fast=fast)
+    h, w = working_size(*frame.shape[:2], limits.live_max_side if fast else limits.live_full_side)
+    rgb = frame[..., :3]
+    if (h, w) != rgb.shape[:2]:
+        rgb = Image.fromarray(np.ascontiguousarray(rgb)).resize((w, h), Image.BILINEAR)
+    rgb = np.array(rgb, dtype=np.uint8)  # a writable copy (torch wants one)
+    out = pipe.stylize_frames(rgb[None])[0]
+    session.tick(time.monotonic())
+    log.debug("live frame %s: %d x %d in %.0f ms", model, w, h, 1000 * (session.last - now))
+    rate = session.fps(session.last)
+    speed = f"**{rate:.1f} frames per second**" if rate is not None else "**measuring the frame rate**"
+    which = f"the fast model ({states[model].title})" if fast else f"the full {states[model].title} model"
+    slow = " Slowed down while a photo or video is being stylized." if ctx.jobs_running else ""
+    return out, f"{speed} with {which} at {pixels(w, h)}.{slow}", session
+
+
 def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str) -> gr.Markdown:
     """The tab's components and events (inside a ``gr.Blocks``); returns its note (it follows the style)."""
     limits = ctx.limits
-
-    def live_frame(frame: np.ndarray | None, style: str, session: LiveSession | None):
-        if frame is None:
-            return gr.skip(), gr.skip(), session
-        session = session or LiveSession()
-        now = time.monotonic()
-        if ctx.jobs_running and now - session.last < YIELD_INTERVAL_S:
-            return gr.skip(), gr.skip(), session  # this frame is dropped: photos and videos first
-        states = ctx.states()
-        fast = fast_style(style, states) is not None
-        pipe, model = ctx.pipeline(style, "live view", fast=fast)
-        h, w = working_size(*frame.shape[:2], limits.live_max_side if fast else limits.live_full_side)
-        rgb = np.ascontiguousarray(frame[..., :3])
-        if (h, w) != rgb.shape[:2]:
-            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-        out = pipe.stylize_frames(rgb[None])[0]
-        session.tick(time.monotonic())
-        rate = session.fps(session.last)
-        speed = f"**{rate:.1f} frames per second**" if rate is not None else "**measuring the frame rate**"
-        which = f"the fast model ({states[model].title})" if fast else f"the full {states[model].title} model"
-        slow = " Slowed down while a photo or video is being stylized." if ctx.jobs_running else ""
-        return out, f"{speed} with {which} at {pixels(w, h)}.{slow}", session
 
     with gr.Tab("Live"):
         note = gr.Markdown(live_note(opening, ctx.states(), limits), elem_id="live-note")
@@ -113,16 +124,22 @@ def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str) -> gr.M
                 sources=["webcam"],
                 streaming=True,
                 type="numpy",
-                webcam_options=gr.WebcamOptions(mirror=False, constraints=CAMERA),
+                webcam_options=gr.WebcamOptions(mirror=False, constraints=CAMERA),  # the scene as it is
+                height=HEIGHT,
                 elem_id="live-camera",
             )
             result = gr.Image(
-                label="Anime (live)", format="jpeg", interactive=False, buttons=["fullscreen"], elem_id="live-result"
+                label="Anime (live)",
+                format="jpeg",
+                interactive=False,
+                buttons=["fullscreen"],
+                height=HEIGHT,
+                elem_id="live-result",
             )
         rate = gr.Markdown(elem_id="live-fps")
         session = gr.State(None)
         camera.stream(
-            live_frame,
+            partial(live_frame, ctx),
             inputs=[camera, style, session],
             outputs=[result, rate, session],
             time_limit=limits.live_seconds,

@@ -34,17 +34,17 @@ def fake_camera_flags(video: Path) -> list[str]:
     ]
 
 
-def write_y4m(path: Path, rgb: np.ndarray, frames: int = 2, rate: int = 10) -> None:
-    """``rgb`` (H, W, 3) uint8, even sides, as a still YUV4MPEG2 clip (4:2:0, full-range JPEG colours)."""
-    h, w = rgb.shape[:2]
-    ycc = Image.fromarray(rgb).convert("YCbCr")
-    y, cb, cr = (np.asarray(c) for c in ycc.split())
-    half = (w // 2, h // 2)
-    cb = np.asarray(Image.fromarray(cb).resize(half, Image.BILINEAR))
-    cr = np.asarray(Image.fromarray(cr).resize(half, Image.BILINEAR))
+def write_y4m(path: Path, frames: list[np.ndarray], rate: int = 10) -> None:
+    """RGB frames (H, W, 3) uint8 of one even size as a YUV4MPEG2 clip (4:2:0, full-range JPEG
+    colours), the format Chromium's fake camera plays (in a loop)."""
+    h, w = frames[0].shape[:2]
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{w} H{h} F{rate}:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
+        for rgb in frames:
+            y, cb, cr = (np.asarray(c) for c in Image.fromarray(rgb).convert("YCbCr").split())
+            half = (w // 2, h // 2)
+            cb = np.asarray(Image.fromarray(cb).resize(half, Image.BILINEAR))
+            cr = np.asarray(Image.fromarray(cr).resize(half, Image.BILINEAR))
             f.write(b"FRAME\n" + y.tobytes() + cb.tobytes() + cr.tobytes())
 
 
