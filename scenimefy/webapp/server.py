@@ -66,8 +66,13 @@ def build_demo(
     example_folders = examples_dirs(examples)
     opening = default_style(states)
     for state in states.values():
-        if not state.runnable:
-            log.warning("style %r (%s) %s", state.name, state.title, state.operator.replace("`", ""))
+        if state.runnable:
+            continue
+        operator = state.operator.replace("`", "")
+        if state.variant_of:  # the app still works without it: Live runs the full model, smaller
+            log.info("fast variant %r of %r %s", state.name, state.variant_of, operator)
+        else:
+            log.warning("style %r (%s) %s", state.name, state.title, operator)
     if preload:
         for name in (opening, fast_style(opening, states)):
             if name and states[name].status == "ready":
@@ -146,7 +151,9 @@ def launch(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Scenimefy web app (Gradio): photos and videos into anime scenes.")
+    parser = argparse.ArgumentParser(
+        description="Scenimefy web app (Gradio): photos, videos and the webcam into anime scenes."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
@@ -182,7 +189,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="STYLE=PATH",
-        help="weights for a style: a translator folder, an authors' *_net_G.pth file or a Hub repo id (repeatable)",
+        help="weights for a style: a translator folder, an authors' *_net_G.pth file or a Hub repo id "
+        "(repeatable; shinkai-lite=PATH gives the fast model)",
     )
     parser.add_argument("--no-preload", action="store_true", help="load the opening style on first use, not at start")
     parser.add_argument(
