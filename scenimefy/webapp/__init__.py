@@ -16,6 +16,11 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+try:
+    import gradio  # noqa: F401
+except ImportError as err:  # `pip install scenimefy` without the extra
+    raise ImportError('the web app needs Gradio: pip install "scenimefy[app]"') from err
+
 from scenimefy.webapp.server import build_demo, launch, main, parse_args
 
 __all__ = ["build_demo", "launch", "main", "parse_args"]
