@@ -35,6 +35,8 @@ def _operator_advice(style: registry.Style) -> str:
     advice = f"start the app with `--weights {name}=PATH` or set `{registry.env_var(name)}=PATH`"
     if registry.is_released(style):
         advice = f"run `scenimefy download {name}` once with internet access, or {advice}"
+    if style.lite_of:  # the authors released no lite model: only distilled folders
+        return advice + " (PATH: a distilled lite translator folder, docs/lite.md, or a Hub repo id)"
     return advice + " (PATH: a translator folder, an authors' `*_net_G.pth` file or a Hub repo id)"
 
 

@@ -77,6 +77,28 @@ def test_style_choices_and_the_opening_style(monkeypatch, tmp_path):
     assert "<" not in panel
 
 
+def test_fast_variants_are_an_option_of_their_style(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("SCENIMEFY_STYLE_SHINKAI", str(tmp_path))
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI_LITE", raising=False)
+    states = styles.style_states()
+    assert "shinkai-lite" in states and "shinkai-lite" not in dict(styles.style_choices(states)).values()
+    assert styles.fast_style("shinkai", states) is None  # no lite weights: no Fast option
+    panel = styles.styles_panel(states)
+    assert "(`shinkai-lite`, the fast variant of `shinkai`): not available" in panel
+    assert "`--weights shinkai-lite=PATH`" in panel and "_net_G.pth" not in panel.split("shinkai-lite")[-1]
+    monkeypatch.setenv("SCENIMEFY_STYLE_SHINKAI_LITE", str(tmp_path))
+    states = styles.style_states()
+    assert styles.fast_style("shinkai", states) == "shinkai-lite" and styles.fast_style("hosoda", states) is None
+    assert "A fast model of it is available" in styles.style_note("shinkai", states)
+    assert styles.default_style(states) == "shinkai"
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI")  # a variant alone does not make its style selectable
+    states = styles.style_states()
+    assert styles.default_style(states) == "shinkai" and not states["shinkai"].runnable
+    assert "Makoto Shinkai (fast)" not in styles.unavailable_message("hosoda", states)
+
+
 # --------------------------------------------------------------------------- image options
 
 
