@@ -1,7 +1,7 @@
 """Hugging Face Space entry point: the toolkit's web app (``app.py``) with Space defaults.
 
-In the published Space the repository's ``app.py`` sits next to this file as
-``scenimefy_app.py`` and the ``scenimefy`` package beside it (``spaces/sync.py`` assembles
+In the published Space the repository's ``app.py`` (the thin entry of ``scenimefy.webapp``) sits
+next to this file as ``scenimefy_app.py`` and the ``scenimefy`` package beside it (``spaces/sync.py`` assembles
 both); in a checkout the repository's ``app.py`` one folder up is used, so
 ``python spaces/app.py`` runs exactly what the Space runs.
 """
@@ -41,8 +41,8 @@ def space_args(cuda: bool) -> list[str]:
         "--max-queue",
         "24",
     ]
-    if not cuda:  # free CPU hardware: keep a request to tens of seconds
-        args += ["--max-side", "768", "--video-max-side", "384", "--video-seconds", "4"]
+    if not cuda:  # free CPU hardware: keep a request to tens of seconds, the live view to several frames a second
+        args += ["--max-side", "768", "--video-max-side", "384", "--video-seconds", "4", "--live-max-side", "384"]
     if (HERE / "examples").is_dir():
         args += ["--examples", str(HERE / "examples")]
     return args

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import app as webapp
+from scenimefy.webapp import media, styles
 from tests.support.fixtures import gradient
 from tests.support.paths import SAMPLES
 from tests.support.webapp import page_config, serve, tiny_shinkai_env
@@ -65,15 +66,37 @@ def test_style_choices_and_the_opening_style(monkeypatch, tmp_path):
     monkeypatch.delenv("SCENIMEFY_STYLE_HOSODA", raising=False)
     monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    states = webapp.style_states()
-    labels = {value: label for label, value in webapp.style_choices(states)}
+    states = styles.style_states()
+    labels = {value: label for label, value in styles.style_choices(states)}
     assert labels == {"shinkai": "Makoto Shinkai (not available)", "hosoda": "Mamoru Hosoda (not available)"}
-    assert webapp.default_style(states) == "shinkai"  # nothing can run: the authors' style
+    assert styles.default_style(states) == "shinkai"  # nothing can run: the authors' style
     monkeypatch.setenv("SCENIMEFY_STYLE_HOSODA", str(tmp_path))
-    assert webapp.default_style(webapp.style_states()) == "hosoda"  # the page opens on a style that can run
-    panel = webapp.styles_panel(webapp.style_states())
+    assert styles.default_style(styles.style_states()) == "hosoda"  # the page opens on a style that can run
+    panel = styles.styles_panel(styles.style_states())
     assert "`--weights shinkai=PATH`" in panel and "scenimefy download shinkai" in panel  # operator advice here
     assert "<" not in panel
+
+
+def test_fast_variants_are_an_option_of_their_style(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCENIMEFY_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("SCENIMEFY_STYLE_SHINKAI", str(tmp_path))
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI_LITE", raising=False)
+    states = styles.style_states()
+    assert "shinkai-lite" in states and "shinkai-lite" not in dict(styles.style_choices(states)).values()
+    assert styles.fast_style("shinkai", states) is None  # no lite weights: no Fast option
+    panel = styles.styles_panel(states)
+    assert "(`shinkai-lite`, the fast variant of `shinkai`): not available" in panel
+    assert "`--weights shinkai-lite=PATH`" in panel and "_net_G.pth" not in panel.split("shinkai-lite")[-1]
+    monkeypatch.setenv("SCENIMEFY_STYLE_SHINKAI_LITE", str(tmp_path))
+    states = styles.style_states()
+    assert styles.fast_style("shinkai", states) == "shinkai-lite" and styles.fast_style("hosoda", states) is None
+    assert "A fast model of it is available" in styles.style_note("shinkai", states)
+    assert styles.default_style(states) == "shinkai"
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI")  # a variant alone does not make its style selectable
+    states = styles.style_states()
+    assert styles.default_style(states) == "shinkai" and not states["shinkai"].runnable
+    assert "Makoto Shinkai (fast)" not in styles.unavailable_message("hosoda", states)
 
 
 # --------------------------------------------------------------------------- image options
@@ -267,10 +290,10 @@ def test_offline_page_loads_and_names_styles_that_cannot_run(monkeypatch, tmp_pa
 
 def test_examples_come_from_config(monkeypatch, tmp_path):
     monkeypatch.setenv("SCENIMEFY_EXAMPLES", f"{SAMPLES}:{tmp_path}")
-    assert webapp.examples_dirs() == [SAMPLES.resolve(), tmp_path.resolve()]
-    assert webapp.examples_dir(tmp_path) == tmp_path.resolve()
+    assert media.examples_dirs() == [SAMPLES.resolve(), tmp_path.resolve()]
+    assert media.examples_dir(tmp_path) == tmp_path.resolve()
     monkeypatch.delenv("SCENIMEFY_EXAMPLES")
-    assert webapp.examples_dir() is None
+    assert media.examples_dir() is None
     with pytest.raises(SystemExit):
         webapp.parse_args(["--examples", str(tmp_path / "missing")])
 

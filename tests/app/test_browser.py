@@ -8,10 +8,8 @@ the Python strings. Screenshots land in test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import io
-import os
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,20 +17,19 @@ from PIL import Image
 
 import app as webapp
 from tests.inference.test_video import moving_square, write_clip
+from tests.support.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    assert_no_server_details,
+    choose_style,
+    launch_chromium,
+    open_app,
+    screenshot,
+    toast_saying,
+)
 from tests.support.fixtures import tiny_translator, write_awkward_images, write_png_bomb
-from tests.support.paths import DATA, REPO, SAMPLES
+from tests.support.paths import DATA, SAMPLES
 from tests.support.webapp import AppProcess, serve, tiny_shinkai_env
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
@@ -52,11 +49,10 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 
@@ -68,39 +64,9 @@ def page(browser):
     context.close()
 
 
-def screenshot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def toast_saying(page, text: str, timeout: float = 60) -> str:
-    """The rendered text of the toast that contains ``text`` (then all toasts are closed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = [t.inner_text() for t in page.locator("[data-testid=toast-text]").all()]
-        found = [t for t in shown if text in t]
-        if found:
-            for close in page.locator("[data-testid=toast-close]").all():
-                close.click()
-            return found[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no toast saying {text!r}; toasts: {shown}")
-
-
-def assert_no_server_details(page) -> None:
-    body = page.evaluate("document.body.innerText")
-    for leak in ("/tmp/", "Errno", "Traceback", "Error:", "<folder"):
-        assert leak not in body, (leak, body[-2000:])
-
-
-def choose_style(page, label: str) -> None:
-    page.locator("#style input").click()
-    page.get_by_role("option", name=label).click()
-
-
 def test_upload_stylize_and_see_the_result(app_url, page):
     src = SAMPLES / "teaser-0.jpg"
-    page.goto(app_url, wait_until="networkidle")
+    open_app(page, app_url)
     page.locator("#photo input[type=file]").set_input_files(str(src))
     page.locator("#photo img").first.wait_for(state="visible", timeout=30_000)  # the upload preview
     page.locator("#stylize").click()
@@ -130,7 +96,7 @@ def test_every_message_reads_right_in_the_page(app_url, page, tmp_path):
     silent = tmp_path / "silent walk.mp4"
     write_clip(silent, moving_square(12, 48, 32), rate=12)
 
-    page.goto(app_url, wait_until="networkidle")
+    open_app(page, app_url)
     assert page.inner_text("#style-note").startswith("Makoto Shinkai: ready")  # opens on a style that runs
     choose_style(page, "Mamoru Hosoda (not available)")
     page.wait_for_function("document.querySelector('#style-note').innerText.includes('Hosoda')")
@@ -194,7 +160,7 @@ def test_offline_without_weights_the_page_says_why_nothing_runs(monkeypatch, tmp
     demo = webapp.build_demo(max_side=256)
     url = serve(demo)
     try:
-        page.goto(url, wait_until="networkidle")
+        open_app(page, url)
         assert page.inner_text("#style-note") == (
             "Not available. The Makoto Shinkai style cannot be used: this server has not downloaded its weights "
             "and cannot download them now (it has no internet access). No style can run on this server at the "
@@ -221,7 +187,7 @@ def test_cancel_stops_the_video_worker_and_frees_its_memory(tmp_path, page):
         ["--weights", f"shinkai={weights}", "--video-max-side", "960", "--video-seconds", "10", "--log-level", "debug"],
     )
     try:
-        page.goto(server.url, wait_until="networkidle")
+        open_app(page, server.url)
         page.get_by_role("tab", name="Video").click()
         # A short job first: what any first job loads once (codecs, thread pools) is not the job's memory.
         warm = tmp_path / "warm.mp4"

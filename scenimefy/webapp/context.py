@@ -1,0 +1,155 @@
+"""What every tab of one app shares: the server's limits, the loaded pipelines, the styles'
+availability (checked again now and then), and a count of the image / video jobs running (the
+Live tab gives way to them)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenimefy.hub import styles as registry
+from scenimefy.hub.convert import CheckpointError
+from scenimefy.hub.download import WeightsUnavailableError
+from scenimefy.inference.pipeline import ScenimefyPipeline
+from scenimefy.webapp.messages import failure, user_error
+from scenimefy.webapp.styles import StyleState, fast_style, selectable, style_states, unavailable_message
+
+log = logging.getLogger("scenimefy.app")
+
+_STATES_TTL_S = 30  # online, a check asks the Hub: not on every request
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of this server (``python app.py --help`` names the flags)."""
+
+    max_side: int = 1024  # image working resolution cap (longer side)
+    video_max_side: int = 512  # video frames are scaled to this; every frame runs the network
+    video_seconds: float = 10  # longest part of a clip one request may stylize
+    live_max_side: int = 480  # Live tab, fast model: webcam frames are scaled down to this
+    live_full_side: int = 256  # Live tab without a fast model: the full model at this size
+    live_seconds: float = 60  # one live turn; then the next waiting viewer gets the camera slot
+    live_sessions: int = 1  # live streams served at once
+    concurrency: int = 1  # image / video requests running at once (each tab its own group)
+
+
+def _lite_folder(source: str, subfolder: str | None) -> Path | None:
+    """The local folder of a lite translator (config.json naming ``ScenimefyLiteTranslator``), if
+    ``source`` is one. The pipeline's loader reads full translators only until it picks the class
+    from config.json (issue 14); this lets the app serve lite weights meanwhile."""
+    base = Path(source) / subfolder if subfolder else Path(source)
+    for folder in (base, base / "translator"):
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return folder if config.get("_class_name") == "ScenimefyLiteTranslator" else None
+    return None
+
+
+def load_pipeline(style: str, device: str) -> ScenimefyPipeline:
+    """The pipeline of a registered style, full or lite."""
+    source, subfolder = registry.resolve_style(style)
+    lite = _lite_folder(source, subfolder)
+    if lite is not None:
+        from scenimefy.models.lite import ScenimefyLiteTranslator
+
+        return ScenimefyPipeline(ScenimefyLiteTranslator.from_pretrained(lite), style=style).to(device)
+    return ScenimefyPipeline.from_pretrained(source, style=style, subfolder=subfolder, device=device)
+
+
+class PipelineCache:
+    """One pipeline per style (a fast variant is a style of its own), loaded on first use and
+    shared by all requests."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._pipes: dict[str, ScenimefyPipeline] = {}
+        self._lock = threading.Lock()
+
+    def get(self, style: str) -> ScenimefyPipeline:
+        with self._lock:
+            if style not in self._pipes:
+                self._pipes[style] = load_pipeline(style, self.device)
+            return self._pipes[style]
+
+    def preload(self, style: str) -> None:
+        """Load ``style`` in the background so the first request does not wait for it."""
+
+        def load() -> None:
+            try:
+                self.get(style)
+                log.info("style %r loaded", style)
+            except Exception as err:  # reported again, in words, when someone uses it
+                log.warning("could not preload style %r: %s", style, err)
+
+        threading.Thread(target=load, name=f"preload-{style}", daemon=True).start()
+
+
+class AppContext:
+    """Shared by the tabs of one app (one ``build_demo``)."""
+
+    def __init__(self, device: str, limits: Limits, states: dict[str, StyleState] | None = None) -> None:
+        self.limits = limits
+        self.cache = PipelineCache(device)
+        self._states = states if states is not None else style_states()
+        self._checked = time.monotonic()
+        self.video_speed: tuple[float, int] | None = None  # (s per frame, pixels per frame) of the last video job
+        self._jobs = 0
+        self._jobs_lock = threading.Lock()
+
+    def states(self) -> dict[str, StyleState]:
+        """The styles' availability, checked again at most every 30 s (online it asks the Hub)."""
+        if time.monotonic() - self._checked > _STATES_TTL_S:
+            self._states, self._checked = style_states(), time.monotonic()
+        return self._states
+
+    def pipeline(self, style: str, what: str, *, fast: bool = False) -> tuple[ScenimefyPipeline, str]:
+        """``(pipeline, the style that runs)`` for ``style`` (its fast variant with ``fast``), or a
+        sentence saying why it cannot run (and a log line for the operator)."""
+        now = self.states()
+        if style not in selectable(now):
+            raise user_error(f"There is no style called {html.escape(str(style))}. Choose one from the list.", "Style")
+        if not now[style].runnable:
+            raise user_error(unavailable_message(style, now), "Style not available")
+        model = style
+        if fast:
+            model = fast_style(style, now)
+            if model is None:
+                raise user_error(
+                    f"The {now[style].title} style has no fast model on this server. Untick Fast and try again.",
+                    "No fast model",
+                )
+        try:
+            return self.cache.get(model), model
+        except (WeightsUnavailableError, CheckpointError) as err:
+            log.error("style %r could not be loaded:\n%s", model, err)
+            raise user_error(
+                f"The {now[model].title} style could not be loaded on this server: its weights could not be "
+                f"downloaded or read. Choose another style or try again later.",
+                "Style not available",
+            ) from None
+        except Exception as err:
+            raise failure(err, what, f"loading style {model!r}") from None
+
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        """Count an image or video job while it runs (the Live tab slows down meanwhile)."""
+        with self._jobs_lock:
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            with self._jobs_lock:
+                self._jobs -= 1
+
+    @property
+    def jobs_running(self) -> int:
+        return self._jobs

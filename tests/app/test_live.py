@@ -1,0 +1,284 @@
+"""The Live tab and the Fast option, with real lite weights (a tiny random ScenimefyLiteTranslator
+as ``shinkai-lite``) and a tiny full translator as ``shinkai``.
+
+Live runs in headless Chromium whose fake camera plays a known picture (a 320 x 240 crop of a
+sample photo); what comes back is read from the page: the stylized frame (decoded, its size
+checked, compared with what each model makes of the camera picture) and the frame rate text.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import app as webapp
+from scenimefy.models.lite import ScenimefyLiteTranslator
+from scenimefy.webapp.context import AppContext, Limits, load_pipeline
+from scenimefy.webapp.live_tab import YIELD_INTERVAL_S, LiveSession, live_frame, working_size
+from tests.app.test_app import write_clip
+from tests.support.browser import CHROMIUM, fake_camera_flags, launch_chromium, open_app, screenshot, write_y4m
+from tests.support.paths import SAMPLES
+from tests.support.webapp import serve, tiny_shinkai_env
+
+in_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (make browser-deps)")
+
+CAMERA_SIZE = (320, 240)  # (W, H) of the fake camera's picture
+FPS_TEXT = re.compile(r"(\d+\.\d) frames per second")
+
+
+def camera_picture() -> np.ndarray:
+    photo = Image.open(SAMPLES / "teaser-0.jpg").convert("RGB")
+    w, h = photo.size
+    side = min(w, h * 4 // 3)  # a 4:3 crop, as a webcam sees
+    box = ((w - side) // 2, (h - side * 3 // 4) // 2, (w + side) // 2, (h + side * 3 // 4) // 2)
+    return np.array(photo.crop(box).resize(CAMERA_SIZE, Image.BICUBIC))
+
+
+def camera_frames(n: int = 20) -> list[np.ndarray]:
+    """The picture with a small square moving along its bottom edge: every frame differs a little."""
+    frames = []
+    for i in range(n):
+        frame = camera_picture().copy()
+        x = 8 + i * (CAMERA_SIZE[0] - 24) // n
+        frame[-16:-4, x : x + 12] = 255
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def lite_env(tmp_path_factory):
+    """shinkai: tiny full weights; shinkai-lite: tiny lite weights (the env vars the registry reads)."""
+    mp = tiny_shinkai_env(tmp_path_factory)
+    mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf")))
+    lite = tmp_path_factory.mktemp("lite")
+    torch.manual_seed(1)
+    ScenimefyLiteTranslator(channels=(8, 16, 32), n_blocks=1).save_pretrained(lite)
+    mp.setenv("SCENIMEFY_STYLE_SHINKAI_LITE", str(lite))
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def lite_app(lite_env):
+    demo = webapp.build_demo(max_side=256, video_max_side=64, video_seconds=2, live_max_side=480, live_seconds=30)
+    yield serve(demo, max_queue=8)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    camera = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    write_y4m(camera, camera_frames())
+    with sync_playwright() as pw:
+        chromium = launch_chromium(pw, fake_camera_flags(camera))
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    yield context.new_page()
+    context.close()
+
+
+def start_live(page) -> None:
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
+    page.locator("#live-camera button", has_text="Record").click()
+
+
+def page_frame(page, timeout: float = 60) -> tuple[np.ndarray, float, str]:
+    """(the latest stylized frame shown, the frame rate the page reports, the rate's sentence)."""
+    page.wait_for_function(
+        "/\\d+\\.\\d frames per second/.test(document.querySelector('#live-fps').innerText)", timeout=timeout * 1000
+    )
+    text = page.inner_text("#live-fps")
+    src = page.locator("#live-result img").first.get_attribute("src")
+    frame = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.float64)
+    return frame, float(FPS_TEXT.search(text).group(1)), text
+
+
+def stylized(style: str, picture: np.ndarray) -> np.ndarray:
+    """What the server's pipeline for ``style`` makes of ``picture`` (no resizing)."""
+    return load_pipeline(style, "cpu").stylize_frames(picture[None])[0].astype(np.float64)
+
+
+def test_frame_rate_and_working_size():
+    session = LiveSession()
+    for i in range(12):
+        session.tick(100 + i * 0.1)
+    assert session.fps(101.1) == pytest.approx(10.0)  # over the last 10 frames
+    assert session.fps(107.0) is None  # none in the last 5 s
+    assert working_size(480, 640, 480) == (360, 480)
+    assert working_size(240, 320, 480) == (240, 320)  # never enlarged
+    assert working_size(480, 640, 256) == (192, 256)
+    assert working_size(1080, 1920, 480) == (272, 480)  # multiples of 8
+
+
+def test_live_frames_give_way_to_image_and_video_jobs(lite_env):
+    ctx = AppContext("cpu", Limits(live_max_side=480))
+    frame = camera_picture()
+    out, text, session = live_frame(ctx, frame, "shinkai", None)
+    assert out.shape == (240, 320, 3) and "with the fast model (Makoto Shinkai (fast)) at 320 x 240 px." in text
+    with ctx.job():  # a photo or video is being stylized
+        dropped = live_frame(ctx, frame, "shinkai", session)
+        assert dropped[:2] == (gr.skip(), gr.skip())  # the stream had a frame just now: this one is dropped
+        time.sleep(YIELD_INTERVAL_S)
+        out, text, session = live_frame(ctx, frame, "shinkai", session)  # one a second still goes through
+        assert out.shape == (240, 320, 3) and text.endswith("Slowed down while a photo or video is being stylized.")
+    for _ in range(3):  # the job is done: every frame again
+        out, text, session = live_frame(ctx, frame, "shinkai", session)
+        assert out.shape == (240, 320, 3)
+    assert FPS_TEXT.search(text) and "Slowed down" not in text
+
+
+@pytest.mark.browser
+@in_chromium
+def test_live_streams_the_fast_model_and_reports_its_frame_rate(lite_app, page):
+    open_app(page, lite_app)
+    assert "A fast model of it is available" in page.inner_text("#style-note")
+    start = time.monotonic()
+    start_live(page)
+    note = page.inner_text("#live-note")
+    assert note.startswith("Live runs the fast model of the Makoto Shinkai style at up to 480 px.")
+    assert "Each live turn lasts at most 30 s" in note  # the time limit, said where the stream starts
+    frame, fps, text = page_frame(page)
+    print(f"first frames after {time.monotonic() - start:.1f} s; page says: {text}")
+    assert frame.shape == (CAMERA_SIZE[1], CAMERA_SIZE[0], 3)  # the camera's size: under the 480 px cap
+    assert fps > 0.5
+    assert "with the fast model (Makoto Shinkai (fast)) at 320 x 240 px" in text
+    camera = camera_picture().astype(np.float64)
+    assert frame.std() > 5  # a picture, not a flat frame
+    assert np.abs(frame - camera).mean() > 20  # stylized, not the camera echoed
+    # It is the lite model's output (up to the browser's JPEG round trips), not the full model's.
+    lite = np.abs(frame - stylized("shinkai-lite", camera_picture())).mean()
+    full = np.abs(frame - stylized("shinkai", camera_picture())).mean()
+    print(f"mean |page - lite(camera)| = {lite:.1f}, |page - full(camera)| = {full:.1f}")
+    assert lite < 12 and lite < full / 2
+    time.sleep(3)  # the rate is measured over the last frames, on the server
+    _, fps_later, text = page_frame(page)
+    print(f"after 3 s more: {text}")
+    assert fps_later > 0.5
+    screenshot(page, "browser-live-fast.png")
+
+
+@pytest.mark.browser
+@in_chromium
+def test_image_requests_are_served_while_a_live_stream_runs(lite_app, page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    open_app(page, lite_app)
+    start_live(page)
+    page_frame(page)
+    client = Client(lite_app, verbose=False)
+    results: list[float] = []
+    for _ in range(2):
+        began = time.monotonic()
+        out, _ = client.predict(handle_file(str(SAMPLES / "teaser-0.jpg")), "shinkai", api_name="/stylize")
+        results.append(time.monotonic() - began)
+        assert Image.open(out).size == Image.open(SAMPLES / "teaser-0.jpg").size
+    print(f"/stylize while live: {', '.join(f'{s:.1f} s' for s in results)}")
+    assert max(results) < 60
+    first = page.locator("#live-result img").first.get_attribute("src")
+    page.wait_for_function(  # the stream carries on after the photos
+        f"document.querySelector('#live-result img').getAttribute('src') !== {first!r}", timeout=30_000
+    )
+
+
+@pytest.mark.browser
+@in_chromium
+def test_fast_option_runs_the_lite_model_and_names_the_download(lite_app, page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(lite_app, verbose=False)
+    photo = SAMPLES / "teaser-0.jpg"
+    fast, note = client.predict(handle_file(str(photo)), "shinkai", 1.0, False, 256, True, api_name="/stylize")
+    full, _ = client.predict(handle_file(str(photo)), "shinkai", 1.0, False, 256, False, api_name="/stylize")
+    assert Path(fast).name == "teaser-0-shinkai-lite.png" and Path(full).name == "teaser-0-shinkai.png"
+    a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=int) for p in (fast, full))
+    assert a.shape == b.shape == np.asarray(Image.open(photo)).shape and np.abs(a - b).mean() > 5
+    clip = tmp_path / "walk.mp4"
+    write_clip(clip, frames=6, audio=False)
+    result, note = client.predict(
+        handle_file(str(clip)), "shinkai", 1.0, False, True, 64, 1, True, api_name="/stylize_video"
+    )
+    assert Path(result["video"] if isinstance(result, dict) else result).name == "walk-shinkai-lite.mp4"
+    assert note.startswith("Done in")
+
+    open_app(page, lite_app)  # the option is on the page, next to the other settings
+    page.locator("#photo input[type=file]").set_input_files(str(photo))
+    page.locator("#photo img").first.wait_for(state="visible", timeout=30_000)
+    page.locator("#fast").get_by_text("Fast (lite model)").click()
+    page.locator("#stylize").click()
+    page.locator("#result a[download]").first.wait_for(state="attached", timeout=90_000)
+    assert page.locator("#result a[download]").first.get_attribute("download") == "teaser-0-shinkai-lite.png"
+    screenshot(page, "browser-image-fast.png")
+
+
+@pytest.mark.browser
+@in_chromium
+def test_without_lite_weights_live_runs_the_full_model_small(lite_env, page, monkeypatch):
+    monkeypatch.delenv("SCENIMEFY_STYLE_SHINKAI_LITE")  # back after this test
+    demo = webapp.build_demo(max_side=256, live_full_side=256, live_seconds=30)
+    url = serve(demo)
+    try:
+        open_app(page, url)
+        assert "fast model" not in page.inner_text("#style-note")
+        assert not page.locator("#fast").is_visible()  # no Fast option without a fast model
+        start_live(page)
+        note = page.inner_text("#live-note")
+        assert note.startswith(
+            "The Makoto Shinkai style has no fast model on this server, so Live runs the full model at 256 px"
+        )
+        frame, fps, text = page_frame(page, timeout=90)
+        print(f"fallback: {text}")
+        assert frame.shape == (192, 256, 3)  # 320 x 240 scaled to the 256 px working size
+        assert "with the full Makoto Shinkai model at 256 x 192 px" in text and fps > 0
+        small = np.array(Image.fromarray(camera_picture()).resize((256, 192), Image.BILINEAR))
+        assert np.abs(frame - stylized("shinkai", small)).mean() < 12
+        assert np.abs(frame - small).mean() > 20
+        screenshot(page, "browser-live-full.png")
+        from gradio_client import Client, handle_file
+
+        with pytest.raises(Exception) as err:  # asked for through the API anyway
+            Client(url, verbose=False).predict(
+                handle_file(str(SAMPLES / "teaser-0.jpg")), "shinkai", 1.0, False, 128, True, api_name="/stylize"
+            )
+        assert "The Makoto Shinkai style has no fast model on this server. Untick Fast" in str(err.value)
+    finally:
+        demo.close()
+
+
+@pytest.mark.browser
+@in_chromium
+def test_a_live_turn_ends_at_the_time_limit_and_the_next_viewer_gets_the_stream(lite_env, browser):
+    demo = webapp.build_demo(max_side=256, live_seconds=4, live_sessions=1)
+    url = serve(demo)
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 1100}) for _ in range(2)]
+    try:
+        first, second = (c.new_page() for c in contexts)
+        open_app(first, url)
+        open_app(second, url)
+        start_live(first)
+        page_frame(first)
+        began = time.monotonic()
+        start_live(second)  # waits for the one live slot ...
+        page_frame(second, timeout=40)
+        waited = time.monotonic() - began
+        print(f"second viewer's first frame after {waited:.1f} s (turns of 4 s)")
+        assert waited < 30  # ... and gets it when the first viewer's turn ends
+    finally:
+        for c in contexts:
+            c.close()
+        demo.close()
