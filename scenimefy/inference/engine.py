@@ -75,6 +75,8 @@ def translate(
     out = torch.empty((x.shape[0], model.config.out_channels, h, w), dtype=torch.float32, device=x.device)
     itemsize = torch.empty((), dtype=settings.dtype).element_size()
     untiled = tile_size is None and untiled_bytes(ops, h, w, x.shape[1], itemsize) <= budget
+    # The fp32 fast path keeps the maps stored between tiling segments in fp16 (see run_tiled).
+    store_dtype = torch.float16 if settings.dtype == torch.float32 and not exact else None
     with inference_state(device, exact=exact):
         for b in range(x.shape[0]):
             xb = x[b : b + 1].to(device=device, dtype=settings.dtype, memory_format=fmt)
@@ -82,6 +84,6 @@ def translate(
                 rows, cols = Span(0, h, h), Span(0, w, w)
                 yb = run_ops(ops, xb, rows, cols, Context(norm_stats=norm_stats))[0]
             else:
-                yb = run_tiled(ops, xb, budget, tile_size, norm_stats)
+                yb = run_tiled(ops, xb, budget, tile_size, norm_stats, store_dtype)
             out[b : b + 1].copy_(yb)
     return out

@@ -97,15 +97,29 @@ def grid(n: int, step: int) -> list[tuple[int, int]]:
 
 
 def run_tiled(
-    ops: list[Op], x: torch.Tensor, budget: int, tile: int | None, norm_stats: NormStatsHook | None = None
+    ops: list[Op],
+    x: torch.Tensor,
+    budget: int,
+    tile: int | None,
+    norm_stats: NormStatsHook | None = None,
+    store_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Run ``ops`` on one sample segment by segment, each segment tile by tile."""
+    """Run ``ops`` on one sample segment by segment, each segment tile by tile.
+
+    ``store_dtype`` (default: x's dtype) holds the maps stored between segments: the fp32 fast
+    path stores them in fp16 (one rounding to 11 significant bits of maps that are computed in
+    fp32 from there on), so it cuts where bf16 does instead of recomputing more; exact mode keeps
+    fp32.
+    """
     ctx = Context(keep_saved=True, norm_stats=norm_stats)
-    bounds = [0, *cuts(ops, x.shape[1], x.element_size()), len(ops)]
+    store_dtype = store_dtype or x.dtype
+    itemsize = torch.empty((), dtype=store_dtype).element_size()
+    bounds = [0, *cuts(ops, x.shape[1], itemsize), len(ops)]
     src, scale = x, 1.0  # scale: resolution of src relative to the input
     for a, b in zip(bounds, bounds[1:]):
         collect = ops[b] if b < len(ops) and isinstance(ops[b], Norm) else None
-        src = run_segment(ops[a:b], src, scale, ctx, collect, budget, tile)
+        stored = store_dtype if b < len(ops) else x.dtype  # the last segment writes the result
+        src = run_segment(ops[a:b], src, scale, ctx, collect, budget, tile, x.dtype, stored)
         release_free_memory(x.device)  # the next segment's blocks have other sizes: drop the free ones
         for op in ops[a:b]:
             if isinstance(op, AddSaved):
@@ -123,8 +137,12 @@ def run_segment(
     collect: Norm | None,
     budget: int,
     tile: int | None,
+    compute_dtype: torch.dtype,
+    store_dtype: torch.dtype,
 ) -> torch.Tensor:
     """Run ``ops`` over the stored map ``src`` (at ``scale`` of the input) tile by tile.
+
+    Tiles are computed in ``compute_dtype``; the segment's output is stored in ``store_dtype``.
 
     Norms inside the segment get statistics passes first; ``collect``, the norm right after the
     segment, gets the moments of what the segment writes.
@@ -145,9 +163,11 @@ def run_segment(
         # The stored maps live through the segment; tiles get the rest of the budget, at most
         # MAX_TILE_WORKSPACE or half of it, at least an eighth.
         out_channels = next((op.out_channels for op in reversed(ops) if hasattr(op, "out_channels")), src.shape[1])
-        stored = src.numel() + ho * wo * out_channels + sum(t.numel() for t, _, _ in ctx.saved.values() if t is not src)
-        work = max(budget // 8, min(budget // 2, MAX_TILE_WORKSPACE, budget - stored * src.element_size()))
-        per_pixel = peak_values(ops, src.shape[1]) * 1.5 * src.element_size()
+        store_size = torch.empty((), dtype=store_dtype).element_size()
+        stored = src.numel() * src.element_size() + ho * wo * out_channels * store_size
+        stored += sum(t.numel() * t.element_size() for t, _, _ in ctx.saved.values() if t is not src)
+        work = max(budget // 8, min(budget // 2, MAX_TILE_WORKSPACE, budget - stored))
+        per_pixel = peak_values(ops, src.shape[1]) * 1.5 * torch.empty((), dtype=compute_dtype).element_size()
         side = int((work / per_pixel) ** 0.5) - 2 * halo  # in src pixels
         step = max(16, int(side * factor) // 4 * 4)
     else:
@@ -169,7 +189,7 @@ def run_segment(
         r0, r1 = window(core_r, h)
         c0, c1 = window(core_c, w)
         rows, cols = Span(r0, r1, h), Span(c0, c1, w)
-        y, rows, cols = run_ops(upto, src[:, :, r0:r1, c0:c1], rows, cols, ctx)
+        y, rows, cols = run_ops(upto, src[:, :, r0:r1, c0:c1].to(compute_dtype), rows, cols, ctx)
         f = 1.0
         for op in upto:
             f *= op.factor
@@ -195,7 +215,9 @@ def run_segment(
             out = (
                 src
                 if in_place
-                else torch.empty((1, y.shape[1], ho, wo), dtype=y.dtype, device=y.device, memory_format=format_of(src))
+                else torch.empty(
+                    (1, y.shape[1], ho, wo), dtype=store_dtype, device=y.device, memory_format=format_of(src)
+                )
             )
         out[:, :, core_r[0] : core_r[1], core_c[0] : core_c[1]].copy_(y)
         if moments is not None:

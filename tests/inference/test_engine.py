@@ -81,7 +81,9 @@ def test_tiled_equals_untiled_exact(config, tile):
 def test_tiled_close_to_untiled_fast(reference_translator, image, fast_path):
     untiled = translate(reference_translator, image)
     tiled = translate(reference_translator, image, tile_size=48)  # 2 x 2 tiles
-    assert levels(tiled, untiled).mean() <= 2.0
+    # bf16: rounding noise of another summation order; fp32: the maps stored between tiling
+    # segments in fp16 (one rounding), far below a level.
+    assert levels(tiled, untiled).mean() <= (2.0 if fast_path == "bf16" else 0.25)
 
 
 def test_memory_budget_switches_to_tiles(monkeypatch, image):
@@ -313,7 +315,10 @@ def test_fp32_fast_path_runs_winograd_and_tiles_agree(monkeypatch, image):
     fast = translate(model, image)
     assert torch.get_num_threads() == threads  # the bands' single-threaded ops are scoped to the call
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=0)
-    torch.testing.assert_close(translate(model, image, tile_size=32), ref, atol=1e-4, rtol=0)
+    # Tiled, the maps between segments are stored in fp16 (11 significant bits): a small fraction of
+    # an 8-bit level on average.
+    d = levels(translate(model, image, tile_size=32), ref)
+    assert d.mean() <= 0.1 and d.max() <= 2, (d.mean(), d.max())
     monkeypatch.setenv("SCENIMEFY_WINOGRAD", "0")
     assert choose_settings(torch.device("cpu")).winograd == 0
     assert choose_settings(torch.device("cpu"), exact=True).winograd == 0
