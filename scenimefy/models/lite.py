@@ -18,12 +18,14 @@ side (reflect padding).
 
 The default config (channels (16, 32, 64), 8 blocks: the full translator's topology at a
 quarter of its width) costs 60.0k multiply-adds per output pixel, 1/16.3 of the full
-translator's 977k, and has 0.64M parameters; docs/lite-notes.md has the measurements behind it.
+translator's 977k, and has 0.64M parameters; docs/lite.md has the measurements behind it.
+The fast path (``scenimefy.inference.translate``) serves configs with two downsamplings (three
+widths); others run eagerly in the pipeline, or through ONNX (``scenimefy.inference.onnx``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-from .translator import DownBlock, ResnetBlock, UpBlock, instance_norm
+from scenimefy.models.translator import DownBlock, ResnetBlock, UpBlock, instance_norm
 
 
 class ScenimefyLiteTranslator(ModelMixin, ConfigMixin):
@@ -105,7 +107,7 @@ def count_macs(model: nn.Module, height: int, width: int) -> int:
 
     Works for the full and the lite translator (any module whose convs are submodules). The
     fixed blur filters (functional depthwise convs, ~2% of either net) and the elementwise ops
-    are not counted, as in the figures of the paper's architecture and of docs/lite-notes.md.
+    are not counted, as in the figures of the paper's architecture and of docs/lite.md.
     """
     total = 0
 
