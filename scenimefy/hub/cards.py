@@ -325,7 +325,12 @@ def translator_card(
     }
     return render(
         front,
-        title or "Scenimefy translator",
+        title
+        or (
+            "Scenimefy-Lite translator"
+            if model_config.get("_class_name") == "ScenimefyLiteTranslator"
+            else "Scenimefy translator"
+        ),
         [summary, usage, metrics_text, training_section(record, config_file)],
         license=license,
         provenance=(record or {}).get("provenance"),
