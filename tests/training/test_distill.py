@@ -108,6 +108,11 @@ def test_losses_are_the_documented_functions():
     assert loss.item() == pytest.approx(terms["l1"] + 0.5 * terms["gradient"], rel=1e-5)
     with pytest.raises(ValueError, match="lpips_model"):
         distill.distill_loss(a, a, lambda_lpips=0.1)
+    from scenimefy.losses.finetune import load_lpips
+
+    lpips = load_lpips("alex", pretrained=False)  # the offline stand-in: random weights, downloads nothing
+    loss, terms = distill.distill_loss(blurred, a, lambda_gradient=0.0, lambda_lpips=0.5, lpips_model=lpips)
+    assert set(terms) == {"l1", "lpips"} and loss.item() == pytest.approx(terms["l1"] + 0.5 * terms["lpips"], rel=1e-5)
     factor = distill.warmup_cosine(100, 10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == 1.0 and factor(55) == pytest.approx(0.5)
     assert factor(100) == pytest.approx(0, abs=1e-12)
