@@ -22,17 +22,26 @@ from scenimefy._version import __version__
 _torchvision.install_import_hook()
 
 _EXPORTS = {
+    "ScenimefyLiteTranslator": "scenimefy.models.lite",
     "ScenimefyPipeline": "scenimefy.inference.pipeline",
     "ScenimefyTranslator": "scenimefy.models.translator",
     "Style": "scenimefy.hub.styles",
     "register_style": "scenimefy.hub.styles",
 }
 
-__all__ = ["ScenimefyPipeline", "ScenimefyTranslator", "Style", "__version__", "register_style"]
+__all__ = [
+    "ScenimefyLiteTranslator",
+    "ScenimefyPipeline",
+    "ScenimefyTranslator",
+    "Style",
+    "__version__",
+    "register_style",
+]
 
 if TYPE_CHECKING:
     from scenimefy.hub.styles import Style, register_style
     from scenimefy.inference.pipeline import ScenimefyPipeline
+    from scenimefy.models.lite import ScenimefyLiteTranslator
     from scenimefy.models.translator import ScenimefyTranslator
 
 

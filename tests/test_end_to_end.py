@@ -1,9 +1,10 @@
-"""The README's training table walked as a user would: the commands of docs/quickstart-training.md.
+"""The README's training table walked as a user would: the commands of docs/quickstart-training.md
+(the paper's three stages, the distilled student of stage 4, publishing).
 
 The fenced ``bash`` blocks of the page run verbatim, in order, in one shell (the real
 ``accelerate launch`` of each script, ``scenimefy publish``), from a checkout-like folder whose
 ``train/`` is this repository's and whose ``../shared`` is the shared test material; then the
-page's ``python`` block loads the published folder through the pipeline and through the style
+page's ``python`` block loads the published folder and the student through the pipeline and the style
 registry. Every stage uses its tiny preset, offline.
 """
 
@@ -58,11 +59,17 @@ def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
     blocks = fenced_blocks(DOC.read_text())
     shell = [code for lang, code in blocks if lang == "bash"]
     python = [code for lang, code in blocks if lang == "python"]
-    assert len(shell) == 6 and len(python) == 1, "the page: data folders, 4 stages, publish; one Python block"
-    stages = ["train_stylegan.py", "finetune_stylegan.py", "generate_pairs.py", "train_translator.py"]
-    for code, script in zip(shell[1:5], stages):
+    assert len(shell) == 7 and len(python) == 1, "the page: data folders, 5 stages, publish; one Python block"
+    stages = [
+        "train_stylegan.py",
+        "finetune_stylegan.py",
+        "generate_pairs.py",
+        "train_translator.py",
+        "distill_translator.py",
+    ]
+    for code, script in zip(shell[1:6], stages):
         assert f"accelerate launch train/{script} --config train/configs/" in code and "-tiny.yaml" in code
-    assert shell[5].startswith("scenimefy publish translator") and "--dry-run" in shell[5]
+    assert shell[6].startswith("scenimefy publish translator") and "--dry-run" in shell[6]
 
     # One shell, as a user pastes the blocks one after the other; a marker times each block.
     began = time.time()
@@ -74,7 +81,7 @@ def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "Traceback" not in done.stderr
     marks = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(MARK)]
-    seconds = [b - a for a, b in zip([start, *marks], marks)][1:5]
+    seconds = [b - a for a, b in zip([start, *marks], marks)][1:6]
     timings = dict(zip(stages, (round(s, 1) for s in seconds)))
     print(f"\nstage seconds: {timings}")
     assert all(s < 60 for s in seconds), timings  # each tiny preset: under a minute on this CPU
@@ -96,6 +103,12 @@ def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
     release = (out / "release" / "README.md").read_text()
     assert 'ScenimefyPipeline.from_pretrained("you/tiny-translator")' in release and "## Training" in release
     assert "paired_data" in release and "S-Lab License does not apply" in release
+    # Stage 4: the student of that translator, a lite translator whose card names its teacher.
+    student = out / "lite" / "student"
+    assert json.loads((student / "config.json").read_text())["_class_name"] == "ScenimefyLiteTranslator"
+    record = json.loads((student / "training_config.json").read_text())
+    assert record["script"] == "train/distill_translator.py" and record["data"]["teacher"].endswith("translator")
+    assert "S-Lab License does not apply" in (student / "README.md").read_text()
 
     # The page's Python block: the pipeline and the style registry load the released folder.
     start = time.time()
@@ -113,7 +126,7 @@ def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
     total = time.time() - began
     print(f"timings: {timings}, whole walk {total:.0f} s")
     photo = Image.open(SAMPLES / "space_0.jpg")
-    for name in ("anime.png", "anime-hosoda.png"):
+    for name in ("anime.png", "anime-hosoda.png", "anime-lite.png"):
         with Image.open(out / name) as image:
             image.load()
             assert image.size == photo.size and image.mode == "RGB"

@@ -95,7 +95,7 @@ def test_dependencies_point_one_way():
 
 #: Distributions of the extras ([app], [train], [eval]) and what only they pull in.
 EXTRAS = ("gradio", "accelerate", "datasets", "transformers", "open_clip", "lpips", "torchvision", "scipy")
-EXTRAS += ("fid_helper", "fid-helper", "pyarrow", "timm")
+EXTRAS += ("fid_helper", "fid-helper", "pyarrow", "timm", "onnx", "onnxruntime", "onnxscript", "onnx_ir")
 
 
 def test_core_install_stylizes_without_the_extras(tmp_path):
@@ -124,6 +124,8 @@ torch.manual_seed(0)
 ScenimefyTranslator(ngf=8, n_blocks=2).save_pretrained({str(weights)!r})
 Image.fromarray(np.full((24, 40, 3), 120, np.uint8)).save({str(photo)!r})
 code = main(["stylize", {str(photo)!r}, "-o", {str(out)!r}, "--weights", {str(weights)!r}])
+if main(["export", {str(weights)!r}, {str(tmp_path / "m.onnx")!r}]) != 2:  # one line: install [onnx]
+    sys.exit(4)
 missing = [m for m in {list(EXTRAS)!r} if m in sys.modules]
 try:
     import scenimefy.webapp

@@ -1,4 +1,4 @@
-"""``scenimefy`` command line: stylize, video, convert, styles, download, evaluate, publish, dataset.
+"""``scenimefy`` command line: stylize, video, convert, export, styles, download, evaluate, publish, dataset.
 
 Each command module registers its subcommands with ``add_<name>(subparsers)`` and a handler.
 Heavy imports happen inside handlers so ``scenimefy --help`` stays fast. User errors print one
@@ -16,10 +16,21 @@ from collections.abc import Sequence
 from scenimefy.cli.common import CommandError
 from scenimefy.cli.dataset import add_dataset
 from scenimefy.cli.evaluate import add_evaluate
+from scenimefy.cli.export import add_export
 from scenimefy.cli.hub import add_convert, add_download, add_publish, add_styles
 from scenimefy.cli.stylize import add_stylize, add_video
 
-COMMANDS = [add_stylize, add_video, add_convert, add_styles, add_download, add_evaluate, add_publish, add_dataset]
+COMMANDS = [
+    add_stylize,
+    add_video,
+    add_convert,
+    add_export,
+    add_styles,
+    add_download,
+    add_evaluate,
+    add_publish,
+    add_dataset,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -259,6 +259,23 @@ def training_section(record: Mapping[str, Any] | None, config_file: str | None) 
     return "## Training\n\n" + "\n".join(lines) + "\n"
 
 
+def architecture_sentence(model_config: Mapping[str, Any]) -> str:
+    """What network a translator folder holds, from its config (``_class_name`` picks full or lite)."""
+    if model_config.get("_class_name") == "ScenimefyLiteTranslator":
+        channels = ", ".join(str(c) for c in model_config.get("channels") or ())
+        return (
+            "A *Scenimefy-Lite* photo → anime-scene translator: a small student distilled from a full *Scenimefy* "
+            f"translator (Jiang et al., ICCV 2023) for video, webcam and ONNX use (`ScenimefyLiteTranslator`, "
+            f"widths ({channels}), {model_config.get('n_blocks')} residual blocks), saved as `config.json` + "
+            "safetensors. It trades detail for speed: see docs/lite.md of the toolkit.\n"
+        )
+    return (
+        "Photo → anime-scene translator of *Scenimefy* (Jiang et al., ICCV 2023): the CUT ResNet generator "
+        f"(ngf {model_config.get('ngf')}, {model_config.get('n_blocks')} residual blocks), saved as `config.json` "
+        "+ safetensors.\n"
+    )
+
+
 def translator_card(
     model_config: Mapping[str, Any],
     location: str,
@@ -278,12 +295,7 @@ def translator_card(
         if style
         else ""
     )
-    summary = (
-        (description + "\n\n" if description else "")
-        + "Photo → anime-scene translator of *Scenimefy* (Jiang et al., ICCV 2023): the CUT ResNet generator "
-        f"(ngf {model_config.get('ngf')}, {model_config.get('n_blocks')} residual blocks), saved as `config.json` "
-        "+ safetensors.\n"
-    )
+    summary = (description + "\n\n" if description else "") + architecture_sentence(model_config)
     usage = (
         "## Usage\n\n```python\nfrom scenimefy import ScenimefyPipeline\n\n"
         f'pipe = ScenimefyPipeline.from_pretrained("{location}")\nimage = pipe("photo.jpg")  # PIL in, PIL out\n'
@@ -302,11 +314,23 @@ def translator_card(
     front = {
         "library_name": "scenimefy",
         "pipeline_tag": "image-to-image",
-        "tags": ["scenimefy", "anime", "image-to-image", "style-transfer", *([style] if style else [])],
+        "tags": [
+            "scenimefy",
+            "anime",
+            "image-to-image",
+            "style-transfer",
+            *(["scenimefy-lite"] if model_config.get("_class_name") == "ScenimefyLiteTranslator" else []),
+            *([style] if style else []),
+        ],
     }
     return render(
         front,
-        title or "Scenimefy translator",
+        title
+        or (
+            "Scenimefy-Lite translator"
+            if model_config.get("_class_name") == "ScenimefyLiteTranslator"
+            else "Scenimefy translator"
+        ),
         [summary, usage, metrics_text, training_section(record, config_file)],
         license=license,
         provenance=(record or {}).get("provenance"),

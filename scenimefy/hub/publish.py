@@ -148,7 +148,7 @@ def stage_translator(
     license: str | None = None,
 ) -> None:
     """Stage a translator folder (config.json + safetensors, or a run's ``translator/``) into ``out``."""
-    from scenimefy.models.translator import ScenimefyTranslator
+    from scenimefy.models.loading import load_translator_folder
 
     src = Path(folder)
     if (src / "translator" / "config.json").is_file() and not (src / "config.json").is_file():
@@ -157,10 +157,10 @@ def stage_translator(
         raise PublishError(
             f"{folder}: not a translator folder (config.json + *.safetensors); convert a .pth with `scenimefy convert`"
         )
-    try:  # never publish something ScenimefyPipeline.from_pretrained cannot load
-        model = ScenimefyTranslator.from_pretrained(src)
+    try:  # never publish something ScenimefyPipeline.from_pretrained cannot load (full or lite translator)
+        model = load_translator_folder(src)
     except Exception as err:
-        raise PublishError(f"{src}: not loadable as a ScenimefyTranslator ({type(err).__name__}: {err})") from None
+        raise PublishError(f"{src}: not loadable as a translator ({type(err).__name__}: {err})") from None
     out = Path(out)
     for path in [src / "config.json", *sorted(src.glob("*.safetensors"))]:
         _link_or_copy(path, out / path.name)
@@ -171,7 +171,7 @@ def stage_translator(
         known = styles().get(style.lower())
         title = f"Scenimefy translator: {known.title if known else style} style"
     card = cards.translator_card(
-        dict(model.config),
+        {**dict(model.config), "_class_name": type(model).__name__},
         repo_id,
         license=license,
         style=style,

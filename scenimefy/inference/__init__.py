@@ -1,6 +1,8 @@
 """Stylizing images and videos with a trained translator.
 
-- ``pipeline``: :class:`ScenimefyPipeline` (load, preprocess, run, postprocess); the frame API
+- ``pipeline``: :class:`ScenimefyPipeline` (load, preprocess, run, postprocess); the frame API,
+  where the backends plug in (``"torch"``: ``translate``; ``"onnx"``: onnxruntime)
+- ``onnx``: ONNX export of any translator (full or lite) and :class:`OnnxTranslator`, the onnx backend
 - ``engine``: the fast path every stylization goes through, ``translate(model, x)``
 - ``runtime``: device capabilities, dtype/layout choice, process-wide state scoped to a call
 - ``graph``: the translator compiled into an op list of ``ops``; ``tiling``: memory model and tiled runs

@@ -8,12 +8,15 @@ Modes: ``"default"`` pads to a multiple of 4 (reflection), runs the fast inferen
 returns the input's size; ``"exact"`` is the same geometry in fp32 eager; ``"reference"``
 reproduces the authors' demo bit for bit (bicubic resize to multiples of 4, truncation to uint8,
 output at the resized size).
+
+Backends: ``"torch"`` (default; the fast ``translate`` path) and ``"onnx"`` (an exported model
+through onnxruntime on the CPU: ``from_pretrained(..., backend="onnx")``, ``scenimefy.inference.onnx``).
+The translator may be the full one or a distilled lite one; config.json's ``_class_name`` decides.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
@@ -23,77 +26,55 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from tqdm.auto import tqdm
 
 from scenimefy.data.images import ImageInput, LoadedImage, load_image
 from scenimefy.data.pixels import to_model_range, to_uint8
-from scenimefy.hub import download, styles
-from scenimefy.hub.convert import CheckpointError, load_reference_translator
+from scenimefy.hub.translators import load_translator, resolve_source
 from scenimefy.inference.engine import translate
+from scenimefy.inference.graph import UnsupportedLayerError, check_supported
+from scenimefy.inference.onnx import OnnxTranslator, cached_export
 from scenimefy.inference.ops import NormStatsHook
-from scenimefy.models.translator import ScenimefyTranslator
+from scenimefy.models.loading import size_multiple
+
+__all__ = ["MIN_SIDE", "Backend", "Mode", "ScenimefyPipeline", "load_translator", "reference_size"]
 
 Mode = Literal["default", "exact", "reference"]
+Backend = Literal["torch", "onnx"]
 #: The network needs reflect padding of 3 at full size and 1 at 1/4 size; smaller inputs are
 #: upsampled to this side first and the result scaled back.
 MIN_SIDE = 16
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
-def _translator_dir(folder: Path) -> Path | None:
-    for candidate in (folder, folder / "translator"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    return None
-
-
-def load_translator(
-    source: str | os.PathLike,
-    *,
-    subfolder: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> ScenimefyTranslator:
-    """A translator from a folder (config.json + safetensors), a reference ``.pth`` or a Hub repo id."""
-    path = Path(source)
-    if path.exists():
-        if subfolder:
-            path = path / subfolder
-        if path.is_file():
-            if path.suffix.lower() not in _CHECKPOINT_SUFFIXES:
-                raise CheckpointError(
-                    f"{path}: expected a folder with config.json or a reference *_net_G.pth checkpoint"
-                )
-            return load_reference_translator(path)
-        folder = _translator_dir(path)
-        if folder is not None:
-            return ScenimefyTranslator.from_pretrained(folder).eval()
-        checkpoints = sorted(p for p in path.glob("*_net_G.pth"))
-        if len(checkpoints) == 1:
-            return load_reference_translator(checkpoints[0])
-        raise CheckpointError(f"{path}: no config.json (translator folder) or single *_net_G.pth found")
-    if _REPO_ID.match(str(source)):
-        patterns = (
-            ["*.json", "*.safetensors"] if not subfolder else [f"{subfolder}/*.json", f"{subfolder}/*.safetensors"]
-        )
-        local = download.download_hub_folder(
-            str(source), revision=revision, cache_dir=cache_dir, allow_patterns=patterns
-        )
-        folder = _translator_dir(local / subfolder if subfolder else local)
-        if folder is None:
-            raise CheckpointError(f"Hub repo {source!r} holds no translator (config.json + safetensors)")
-        return ScenimefyTranslator.from_pretrained(folder).eval()
-    raise CheckpointError(
-        f"{source!r} is neither an existing path, a style ({', '.join(styles.styles())}) nor a Hub repo id (owner/name)"
-    )
+def _fast_path_serves(model: nn.Module) -> bool:
+    try:
+        check_supported(model)
+    except UnsupportedLayerError:
+        return False
+    return True
 
 
 class ScenimefyPipeline:
-    """Photo -> anime scene with one translator (one style)."""
+    """Photo -> anime scene with one translator (one style).
 
-    def __init__(self, translator: ScenimefyTranslator, style: str | None = None) -> None:
-        self.translator = translator.eval().requires_grad_(False)
+    ``translator`` is a PyTorch translator (full or lite; the ``"torch"`` backend) or an exported
+    model run by onnxruntime (:class:`~scenimefy.inference.onnx.OnnxTranslator`, the ``"onnx"``
+    backend). Both get the same pre- and post-processing; only :meth:`stylize_frames` differs.
+    """
+
+    def __init__(self, translator: nn.Module | OnnxTranslator, style: str | None = None) -> None:
+        if isinstance(translator, OnnxTranslator):
+            self.backend: Backend = "onnx"
+            self.translator = translator
+            self.size_multiple = translator.size_multiple
+            self._fast = False
+        else:
+            self.backend = "torch"
+            self.translator = translator.eval().requires_grad_(False)
+            self.size_multiple = size_multiple(translator)
+            # Lite configs that do not resample by exactly 4 run eagerly (fp32), not through translate().
+            self._fast = _fast_path_serves(translator)
         self.style = style
 
     @classmethod
@@ -107,41 +88,67 @@ class ScenimefyPipeline:
         cache_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        backend: Backend = "torch",
+        onnx_path: str | os.PathLike | None = None,
+        onnx_threads: int | None = None,
     ) -> ScenimefyPipeline:
         """Load from a local folder / ``.pth`` / Hub repo id, or from the style registry.
 
         ``from_pretrained(style="shinkai")`` and ``from_pretrained("shinkai")`` use the registry;
         with an explicit ``source``, ``style`` only labels the pipeline, or picks a per-style
-        subfolder when the source holds one (``<source>/<style>/config.json``).
+        subfolder when the source holds one (``<source>/<style>/config.json``). The config's
+        ``_class_name`` picks the architecture (full or lite translator).
+
+        ``backend="onnx"`` runs the translator through onnxruntime on the CPU: ``onnx_path`` is
+        an exported file to run as it is when it exists (the source is then not loaded at all);
+        otherwise the source is exported there first (default: a file in the scenimefy cache
+        named by the weights' fingerprint, so later calls reuse it). ``onnx_threads``: intra-op
+        threads (default onnxruntime's).
         """
-        if source is None and style is None:
-            style = "shinkai"
-        if source is None or (not Path(source).exists() and str(source).lower() in styles.styles()):
-            style = style or str(source)
-            source, subfolder = styles.resolve_style(style, cache_dir=cache_dir)
-        elif style and subfolder is None and Path(source).is_dir() and (Path(source) / style / "config.json").is_file():
-            subfolder = style
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend == "onnx":
+            if (device is not None and torch.device(device).type != "cpu") or dtype is not None:
+                raise ValueError("the onnx backend runs on the CPU in the exported dtype (no device or dtype)")
+            if onnx_path is not None and Path(onnx_path).is_file():
+                return cls(OnnxTranslator(onnx_path, threads=onnx_threads), style=style)
+        elif onnx_path is not None:
+            raise ValueError("onnx_path is for backend='onnx'")
+        source, subfolder, style = resolve_source(source, style, subfolder, cache_dir)
         translator = load_translator(source, subfolder=subfolder, revision=revision, cache_dir=cache_dir)
+        if backend == "onnx":
+            path = cached_export(translator, onnx_path)
+            return cls(OnnxTranslator(path, threads=onnx_threads), style=style)
         return cls(translator, style=style).to(device, dtype)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
+        if self.backend == "onnx":
+            raise ValueError("an onnx pipeline holds no PyTorch weights to save; copy its .onnx file instead")
         self.translator.save_pretrained(path)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ScenimefyPipeline:
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating point type, got {dtype}")
+        if self.backend == "onnx":
+            if (device is not None and torch.device(device).type != "cpu") or dtype is not None:
+                raise ValueError("the onnx backend runs on the CPU in the exported dtype (use backend='torch')")
+            return self
         if device is not None:
             self.translator.to(device=device)
         if dtype is not None:
-            if not dtype.is_floating_point:
-                raise ValueError(f"dtype must be a floating point type, got {dtype}")
             self.translator.to(dtype=dtype)
         return self
 
     @property
     def device(self) -> torch.device:
+        if self.backend == "onnx":
+            return torch.device("cpu")
         return next(self.translator.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        if self.backend == "onnx":
+            return torch.float16 if self.translator.dtype == np.float16 else torch.float32
         return next(self.translator.parameters()).dtype
 
     def __call__(
@@ -205,18 +212,32 @@ class ScenimefyPipeline:
     ) -> np.ndarray:
         """The frame API: (B, H, W, 3) uint8 frames of one size -> stylized (B, H, W, 3) uint8.
 
-        No resizing: H and W are any sizes >= 16, reflection-padded to a multiple of 4 for the
-        network and cropped back. ``norm_stats`` is ``translate``'s InstanceNorm hook (video
-        stabilisation). Images, batches and video frames all run through here.
+        No resizing: H and W are any sizes >= 16, reflection-padded to the network's multiple (4;
+        8 for a lite translator with three downsamplings) and cropped back. ``norm_stats`` is
+        ``translate``'s InstanceNorm hook (video stabilisation). Images, batches and video frames
+        all run through here, and this is where the backends differ: ``translate`` (torch; eager
+        fp32 for a network the fast path does not serve) or onnxruntime (onnx, always fp32 or
+        the exported dtype, so ``"default"`` and ``"exact"`` are the same there).
         """
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected (B, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+        if norm_stats is not None and not self._fast:
+            raise ValueError(
+                f"the {self.backend} backend of this translator cannot smooth its normalisation statistics "
+                "(video stabilisation 'stats'); use stabilize='filter' or False"
+            )
         x = to_model_range(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2))
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % 4, -w % 4
-        if pad_h or pad_w:  # never in reference mode: it resizes to multiples of 4
+        pad_h, pad_w = -h % self.size_multiple, -w % self.size_multiple
+        if pad_h or pad_w:  # never in reference mode with the full translator: it resizes to multiples of 4
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        y = translate(self.translator, x, exact=mode != "default", norm_stats=norm_stats)[:, :, :h, :w]
+        if self.backend == "onnx":
+            y = self.translator(x)
+        elif self._fast:
+            y = translate(self.translator, x, exact=mode != "default", norm_stats=norm_stats)
+        else:
+            y = self.translator(x.to(self.dtype)).float()
+        y = y[:, :, :h, :w]
         return to_uint8(y, truncate=mode == "reference").permute(0, 2, 3, 1).cpu().numpy()
 
 

@@ -16,14 +16,18 @@ Images are (B, 3, H, W) in [-1, 1]; H and W must be multiples of 2**n_down (4 fo
 two downsamplings, as the full translator), and the map at the bottleneck at least 2 pixels a
 side (reflect padding).
 
-The default config (channels (16, 32, 64), 8 blocks: the full translator's topology at a
-quarter of its width) costs 60.0k multiply-adds per output pixel, 1/16.3 of the full
-translator's 977k, and has 0.64M parameters; docs/lite-notes.md has the measurements behind it.
+The default config (channels (16, 32, 64), 8 blocks, a 7x7 stem and a 3x3 head: the full
+translator's topology at a quarter of its width) costs 58,080 multiply-adds per output pixel,
+1/16.8 of the full translator's 977k, and has 0.64M parameters. The 3x3 head (the full
+translator's is 7x7) is ~8% faster through the fast path, where a 3-channel conv fills few of
+oneDNN's lanes, and distils as well; docs/lite.md has the measurements behind these choices.
+The fast path (``scenimefy.inference.translate``) serves configs with two downsamplings (three
+widths); others run eagerly in the pipeline, or through ONNX (``scenimefy.inference.onnx``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +35,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-from .translator import DownBlock, ResnetBlock, UpBlock, instance_norm
+from scenimefy.models.translator import DownBlock, ResnetBlock, UpBlock, instance_norm
 
 
 class ScenimefyLiteTranslator(ModelMixin, ConfigMixin):
@@ -57,7 +61,7 @@ class ScenimefyLiteTranslator(ModelMixin, ConfigMixin):
         channels: Sequence[int] = (16, 32, 64),
         n_blocks: int = 8,
         stem_kernel: int = 7,
-        head_kernel: int = 7,
+        head_kernel: int = 3,
         antialias: bool = True,
         antialias_up: bool = True,
     ) -> None:
@@ -105,7 +109,7 @@ def count_macs(model: nn.Module, height: int, width: int) -> int:
 
     Works for the full and the lite translator (any module whose convs are submodules). The
     fixed blur filters (functional depthwise convs, ~2% of either net) and the elementwise ops
-    are not counted, as in the figures of the paper's architecture and of docs/lite-notes.md.
+    are not counted, as in the figures of the paper's architecture and of docs/lite.md.
     """
     total = 0
 

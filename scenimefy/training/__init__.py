@@ -1,4 +1,4 @@
-"""Training the three stages of the paper (the ``train/`` scripts are thin wrappers around these).
+"""Training the paper's three stages and the distilled student (``train/`` scripts are thin wrappers of these).
 
 - ``config``: one typed dataclass per stage, filled from YAML and ``--key value`` flags; its ``--help``
 - ``checks``: start-up checks (data paths, contradicting settings), before anything loads or is written
@@ -8,5 +8,6 @@
 - ``stylegan``: stage 1, StyleGAN2 training and semantic-constrained fine-tuning (G_s, G_t)
 - ``pairs``: stage 2, pseudo-pair generation and segmentation-guided selection
 - ``translator``: stage 3, the semi-supervised translator (losses, networks, data, one train step)
+- ``distill``: stage 4 (Scenimefy-Lite), a small student distilled from a translator (teacher cache, losses, step)
 - ``tiny``: tiny random stand-ins for CLIP and Mask2Former, used by the ``*-tiny.yaml`` presets
 """

@@ -72,10 +72,44 @@ def count_images(value: str) -> int | None:
     return len(image_files(path))
 
 
+def process_count() -> int:
+    """Processes of the run, as ``accelerate launch`` sets ``WORLD_SIZE`` (1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def check_translator_source(setting: str, value: str) -> None:
+    """A style name, a translator folder (config.json, or ``translator/``, or one ``*_net_G.pth``),
+    a reference checkpoint file, or (not local-looking) a Hub repo id."""
+    from scenimefy.hub.styles import styles
+
+    if not value:
+        raise ConfigError(
+            f"--{setting} is required (a style name, a translator folder, a *_net_G.pth or a Hub repo id)"
+        )
+    path = Path(value).expanduser()
+    if not path.exists() and value.lower() in styles():
+        return
+    if not path.exists() and Path(value).suffix.lower() in (".pth", ".pt", ".ckpt"):
+        raise _missing(setting, value, "file")
+    if not looks_local(value):
+        return
+    if not path.exists():
+        known = ", ".join(sorted(styles()))
+        raise ConfigError(f"--{setting} {value}: no such folder or file, and not a style ({known})")
+    if path.is_file():
+        if path.suffix.lower() not in (".pth", ".pt", ".ckpt"):
+            raise ConfigError(f"--{setting} {value}: not a translator (a folder with config.json or a *_net_G.pth)")
+        return
+    if not any((p / "config.json").is_file() for p in (path, path / "translator")) and not any(
+        path.glob("*_net_G.pth")
+    ):
+        raise ConfigError(f"--{setting} {value}: not a translator folder (no config.json or *_net_G.pth in it)")
+
+
 def check_batch_fits(setting: str, value: str, batch_size: int, batch_setting: str = "train_batch_size") -> None:
     """At least one full batch per process (``WORLD_SIZE`` processes, as the launcher sets it)."""
     n = count_images(value)
-    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    processes = process_count()
     if n is not None and n < batch_size * processes:
         per = f" x {processes} processes" if processes > 1 else ""
         raise ConfigError(

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from scenimefy.hub import styles as registry
 from scenimefy.hub.convert import CheckpointError
@@ -40,28 +38,9 @@ class Limits:
     concurrency: int = 1  # image / video requests running at once (each tab its own group)
 
 
-def _lite_folder(source: str, subfolder: str | None) -> Path | None:
-    """The local folder of a lite translator (config.json naming ``ScenimefyLiteTranslator``), if
-    ``source`` is one. The pipeline's loader reads full translators only until it picks the class
-    from config.json (issue 14); this lets the app serve lite weights meanwhile."""
-    base = Path(source) / subfolder if subfolder else Path(source)
-    for folder in (base, base / "translator"):
-        try:
-            config = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return folder if config.get("_class_name") == "ScenimefyLiteTranslator" else None
-    return None
-
-
 def load_pipeline(style: str, device: str) -> ScenimefyPipeline:
-    """The pipeline of a registered style, full or lite."""
+    """The pipeline of a registered style, full or lite (config.json names the class)."""
     source, subfolder = registry.resolve_style(style)
-    lite = _lite_folder(source, subfolder)
-    if lite is not None:
-        from scenimefy.models.lite import ScenimefyLiteTranslator
-
-        return ScenimefyPipeline(ScenimefyLiteTranslator.from_pretrained(lite), style=style).to(device)
     return ScenimefyPipeline.from_pretrained(source, style=style, subfolder=subfolder, device=device)
 
 

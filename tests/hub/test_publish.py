@@ -104,6 +104,20 @@ def test_metrics_from_evaluate_json_and_explicit_license(translator_dir, tmp_pat
     assert json.loads((tmp_path / "dry" / "training_config.json").read_text()) == {"epochs": 2}
 
 
+def test_a_lite_translator_is_published_and_described_as_lite(tmp_path):
+    from scenimefy.models.lite import ScenimefyLiteTranslator
+
+    torch.manual_seed(0)
+    lite = ScenimefyLiteTranslator(channels=(4, 8, 16), n_blocks=2).eval()
+    lite.save_pretrained(tmp_path / "student")
+    result = publish_translator(tmp_path / "student", "me/lite", style="shinkai-lite", dry_run_dir=tmp_path / "out")
+    card = (result.folder / "README.md").read_text()
+    assert "Scenimefy-Lite" in card and "widths (4, 8, 16), 2 residual blocks" in card
+    assert "scenimefy-lite" in front_matter(card)["tags"]
+    pipe = ScenimefyPipeline.from_pretrained(result.folder)
+    assert type(pipe.translator) is ScenimefyLiteTranslator
+
+
 def test_stylegan2_folders_are_published_generically(tmp_path):
     run = tmp_path / "stylegan"
     for sub, cls in (("generator", "StyleGAN2Generator"), ("discriminator", "StyleGAN2Discriminator")):

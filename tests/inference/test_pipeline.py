@@ -224,3 +224,36 @@ def test_samples_round_trip_through_png(pipe, tmp_path):
         src = Image.open(path)
         assert decoded.size == src.size
         assert np.asarray(decoded).std() > 1  # not a constant image
+
+
+def test_lite_translators_load_by_their_class_name_and_run_on_both_paths(tmp_path):
+    from scenimefy.models.lite import ScenimefyLiteTranslator
+
+    torch.manual_seed(0)
+    # (a stem of 8+ channels: the fast path's folded small-output conv is for the 3-channel head)
+    for channels, name in (((8, 8, 16), "two"), ((4, 8, 8, 16), "three")):
+        ScenimefyLiteTranslator(channels=channels, n_blocks=1).save_pretrained(tmp_path / name)
+    rgb = gradient(37, 21)  # padded to the network's multiple, cropped back
+    fast = ScenimefyPipeline.from_pretrained(tmp_path / "two")
+    assert type(fast.translator) is ScenimefyLiteTranslator and fast._fast and fast.size_multiple == 4
+    out = fast(rgb, output_type="np")
+    exact = fast(rgb, mode="exact", output_type="np")
+    assert out.shape == exact.shape == (21, 37, 3) and np.abs(out.astype(int) - exact.astype(int)).mean() <= 3
+    # three downsamplings: multiples of 8, outside the fast path's ops, so eager fp32
+    eager = ScenimefyPipeline.from_pretrained(tmp_path / "three")
+    assert eager.size_multiple == 8 and not eager._fast
+    x = torch.from_numpy(np.pad(rgb, ((0, 3), (0, 3), (0, 0)), mode="reflect")).permute(2, 0, 1)[None] / 127.5 - 1
+    with torch.no_grad():
+        expected = ((eager.translator(x.float())[0, :, :21, :37] + 1) * 127.5).round().clamp(0, 255)
+    got = eager(rgb, output_type="np")
+    assert np.abs(got.astype(int) - expected.permute(1, 2, 0).numpy().astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="cannot smooth its normalisation statistics"):
+        eager.stylize_frames(np.zeros((1, 32, 32, 3), np.uint8), norm_stats=lambda layer, m, v: (m, v))
+
+
+def test_unknown_class_name_is_a_clear_error(tmp_path):
+    tiny_translator().save_pretrained(tmp_path / "x")
+    config = tmp_path / "x" / "config.json"
+    config.write_text(config.read_text().replace('"ScenimefyTranslator"', '"UNet2DModel"'))
+    with pytest.raises(CheckpointError, match="'UNet2DModel', which is not a translator"):
+        ScenimefyPipeline.from_pretrained(tmp_path / "x")
