@@ -124,7 +124,7 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         w = weight(module, scale, padding=padding, where=where)
         b = bias(module) if with_bias else None
         if not settings.winograd or tuple(module.kernel_size) != (3, 3):
-            return Conv(w, b, reflect=reflect)
+            return Conv(w, b, reflect=reflect, head=where == "head")
         # Transformed from the fp32 weight (times the folded scale), rounded once.
         exact = module.weight.detach().to(device=device, dtype=torch.float32) * scale
         return Conv(w, b, reflect=reflect, winograd=transform_weight(exact, settings.winograd, dtype=settings.dtype))

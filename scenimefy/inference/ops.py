@@ -132,7 +132,13 @@ class Conv(Op):
     """
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None, reflect: bool, winograd: WinogradWeight | None = None
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        reflect: bool,
+        winograd: WinogradWeight | None = None,
+        *,
+        head: bool = False,
     ) -> None:
         self.weight = None if winograd is not None else weight
         self.bias, self.reflect, self.winograd = bias, reflect, winograd
@@ -140,9 +146,10 @@ class Conv(Op):
         self.out_channels = co = weight.shape[0]
         # The 3-channel head fills 3 of the 16 lanes oneDNN computes at once. Folding the kernel
         # columns into output channels -- a (k, 1) conv to k*3 maps, then a sum of k shifted
-        # slices in fp32 -- halves its time (and rounds once less in bf16).
+        # slices in fp32 -- halves its time (and rounds once less in bf16). Only the head: its
+        # fp32 result goes to the final tanh, where a conv would expect the compute dtype.
         self.folded = None
-        if reflect and co < 8 and self.pad:
+        if head and reflect and co < 8 and self.pad:
             k = weight.shape[-1]
             fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else None
             folded = weight.permute(3, 0, 1, 2).reshape(k * co, weight.shape[1], k, 1)

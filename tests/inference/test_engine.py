@@ -295,6 +295,19 @@ def test_lite_translator_runs_on_the_fast_path(image, config):
     torch.testing.assert_close(translate(model, image, exact=True, tile_size=32), ref, atol=1e-4, rtol=0)
 
 
+def test_lite_translator_with_a_narrow_stem_runs_on_each_fast_path(image, fast_path):
+    """A stem with fewer than 8 channels: only the 3-channel head takes the folded (fp32) conv."""
+    from scenimefy.models.lite import ScenimefyLiteTranslator
+
+    torch.manual_seed(4)
+    model = ScenimefyLiteTranslator(channels=(4, 8, 16), n_blocks=1, head_kernel=3).eval()
+    with torch.no_grad():
+        ref = model(image)
+    out = translate(model, image)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert (out - ref).abs().mean() < (0.02 if fast_path == "bf16" else 1e-4)
+
+
 def test_fast_path_refuses_other_resampling_depths(image):
     from scenimefy.inference.graph import UnsupportedLayerError
     from scenimefy.models.lite import ScenimefyLiteTranslator

@@ -111,8 +111,11 @@ def test_losses_are_the_documented_functions():
     from scenimefy.losses.finetune import load_lpips
 
     lpips = load_lpips("alex", pretrained=False)  # the offline stand-in: random weights, downloads nothing
-    loss, terms = distill.distill_loss(blurred, a, lambda_gradient=0.0, lambda_lpips=0.5, lpips_model=lpips)
-    assert set(terms) == {"l1", "lpips"} and loss.item() == pytest.approx(terms["l1"] + 0.5 * terms["lpips"], rel=1e-5)
+    big = torch.rand(1, 3, 64, 64) * 2 - 1  # AlexNet's pooling needs more than 16 px
+    smooth = torch.nn.functional.avg_pool2d(big, 3, 1, 1)
+    loss, terms = distill.distill_loss(smooth, big, lambda_gradient=0.0, lambda_lpips=0.5, lpips_model=lpips)
+    assert set(terms) == {"l1", "lpips"} and terms["lpips"] > 0
+    assert loss.item() == pytest.approx(terms["l1"] + 0.5 * terms["lpips"], rel=1e-5)
     factor = distill.warmup_cosine(100, 10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == 1.0 and factor(55) == pytest.approx(0.5)
     assert factor(100) == pytest.approx(0, abs=1e-12)

@@ -15,6 +15,7 @@ import app as webapp
 from scenimefy.webapp import media, styles
 from tests.support.fixtures import gradient
 from tests.support.paths import SAMPLES
+from tests.support.videos import moving_square, write_clip
 from tests.support.webapp import page_config, serve, tiny_shinkai_env
 
 
@@ -171,36 +172,11 @@ def test_bad_inputs_get_messages_not_tracebacks(client, tmp_path):
 # --------------------------------------------------------------------------- video
 
 
-def write_clip(path, frames: int = 12, size=(48, 32), rate: int = 12, audio: bool = True) -> None:
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-        sound = out.add_stream("aac", rate=16000) if audio else None
-        for i in range(frames):
-            pixels = np.roll(gradient(*size), 3 * i, axis=1)
-            for packet in video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
-        if sound is not None:
-            samples = int(frames / rate * 16000)
-            wave = (np.sin(np.arange(samples) / 16000 * 2 * np.pi * 330) * 0.2).astype(np.float32)[None]
-            for i in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(wave[:, i : i + 1024]), format="fltp", layout="mono"
-                )
-                chunk.sample_rate, chunk.pts = 16000, i
-                for packet in sound.encode(chunk):
-                    out.mux(packet)
-            for packet in sound.encode(None):
-                out.mux(packet)
-
-
 def test_video_with_sound_through_the_server(client, tmp_path):
     from gradio_client import handle_file
 
     src = tmp_path / "clip.mp4"
-    write_clip(src, frames=30)  # 2.5 s: the server stylizes at most 2 s
+    write_clip(src, moving_square(30, 48, 32), rate=12, audio="aac")  # 2.5 s: the server stylizes at most 2 s
     result, note = client.predict(handle_file(str(src)), "shinkai", 1.0, False, True, 64, 2, api_name="/stylize_video")
     path = result["video"] if isinstance(result, dict) else result
     assert Path(path).name == "clip-shinkai.mp4"
@@ -273,7 +249,7 @@ def test_offline_page_loads_and_names_styles_that_cannot_run(monkeypatch, tmp_pa
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     videos = tmp_path / "videos"
     videos.mkdir()
-    write_clip(videos / "walk.mp4", frames=4)
+    write_clip(videos / "walk.mp4", moving_square(4, 48, 32), rate=12, audio="aac")
     demo = webapp.build_demo(examples=[SAMPLES, videos])
     url = serve(demo, max_file_size="1mb")
     try:

@@ -23,9 +23,9 @@ import app as webapp
 from scenimefy.models.lite import ScenimefyLiteTranslator
 from scenimefy.webapp.context import AppContext, Limits, load_pipeline
 from scenimefy.webapp.live_tab import YIELD_INTERVAL_S, LiveSession, live_frame, working_size
-from tests.app.test_app import write_clip
 from tests.support.browser import CHROMIUM, fake_camera_flags, launch_chromium, open_app, screenshot, write_y4m
 from tests.support.paths import SAMPLES
+from tests.support.videos import moving_square, write_clip
 from tests.support.webapp import serve, tiny_shinkai_env
 
 in_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (make browser-deps)")
@@ -209,7 +209,7 @@ def test_fast_option_runs_the_lite_model_and_names_the_download(lite_app, page, 
     a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=int) for p in (fast, full))
     assert a.shape == b.shape == np.asarray(Image.open(photo)).shape and np.abs(a - b).mean() > 5
     clip = tmp_path / "walk.mp4"
-    write_clip(clip, frames=6, audio=False)
+    write_clip(clip, moving_square(6, 48, 32), rate=12)
     result, note = client.predict(
         handle_file(str(clip)), "shinkai", 1.0, False, True, 64, 1, True, api_name="/stylize_video"
     )

@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 
 import app as webapp
-from tests.inference.test_video import moving_square, write_clip
 from tests.support.browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -29,6 +28,7 @@ from tests.support.browser import (
 )
 from tests.support.fixtures import tiny_translator, write_awkward_images, write_png_bomb
 from tests.support.paths import DATA, SAMPLES
+from tests.support.videos import moving_square, write_clip
 from tests.support.webapp import AppProcess, serve, tiny_shinkai_env
 
 pytestmark = [
