@@ -2,7 +2,7 @@
 
 Baseline = what the authors' demo does: fp32 eager ``model(x)`` at full size. Ours, per path this
 machine can run: ``bf16`` (where the CPU has native bf16; fp16 on CUDA), ``fp32`` (the fast path
-of CPUs without native bf16: Winograd F(4x4, 3x3) for the 3x3 convs, channels_last) and
+of CPUs without native bf16: Winograd F(6x6, 3x3) for the 3x3 convs, channels_last) and
 ``exact`` (fp32 with the reference arithmetic). The default path is marked. All run in one
 process on the same weights (the
 converted parity checkpoint: random weights in the released Shinkai layout) and the same input (a

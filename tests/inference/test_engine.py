@@ -317,10 +317,10 @@ def test_fast_path_refuses_other_resampling_depths(image):
 
 
 def test_fp32_fast_path_runs_winograd_and_tiles_agree(monkeypatch, image):
-    """The fp32 fast path computes the 3x3 convs with Winograd F(4x4, 3x3), whole or tiled."""
+    """The fp32 fast path computes the 3x3 convs with Winograd F(6x6, 3x3), whole or tiled."""
     monkeypatch.setenv("SCENIMEFY_CPU_BF16", "0")
     settings = choose_settings(torch.device("cpu"))
-    assert settings.winograd == 4 and "Winograd" in settings.reason
+    assert settings.winograd == 6 and "Winograd F(6x6, 3x3)" in settings.reason
     model = small_model()
     with torch.no_grad():
         ref = model(image)
