@@ -195,10 +195,14 @@ def test_cuda_paths(reference_translator, image):
 
 @pytest.mark.slow
 def test_tiled_close_to_untiled_fast_1080p(reference_translator):
+    """Full-size tiles of a 1080p frame on the default path. The parity weights with their first
+    residual block only: the tiling is the same for any number of blocks, compute is 1/3."""
+    model = ScenimefyTranslator(n_blocks=1).eval()
+    assert not model.load_state_dict(reference_translator.state_dict(), strict=False).missing_keys
     torch.manual_seed(2)
     x = torch.nn.functional.interpolate(torch.rand(1, 3, 135, 240) * 2 - 1, size=(1080, 1920), mode="bicubic")
-    untiled = translate(reference_translator, x.clamp(-1, 1))
-    tiled = translate(reference_translator, x.clamp(-1, 1), tile_size=512)
+    untiled = translate(model, x.clamp(-1, 1))
+    tiled = translate(model, x.clamp(-1, 1), tile_size=512)
     assert levels(tiled, untiled).mean() <= 2.0
 
 
