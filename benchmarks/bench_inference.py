@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
-from common import cpu_line
+from common import SHARED, cpu_line
 from PIL import Image
 
 import scenimefy  # noqa: F401  (before torchvision)
@@ -46,7 +46,6 @@ from scenimefy.hub.convert import load_reference_translator
 from scenimefy.inference.engine import translate
 from scenimefy.inference.runtime import choose_settings, cpu_probe_bf16
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
 PHOTO = SHARED / "samples" / "space_5.png"
 SIZES = ("512x512", "1024x1024", "1920x1080")

@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
+from common import SHARED
 from PIL import Image, ImageChops, ImageFilter
 
 import scenimefy  # noqa: F401  (before torchvision)
@@ -56,7 +57,6 @@ from scenimefy.training.translator import (
     train_step,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = SHARED / "data" / "photos"
 ANIME_PROXY = SHARED / "data" / "anime_proxy"
 SAMPLES = SHARED / "samples"

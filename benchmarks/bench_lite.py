@@ -51,7 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import cpu_line
+from common import SHARED, cpu_line
 
 import scenimefy  # noqa: F401  (before torchvision)
 from scenimefy.data.images import image_files
@@ -62,7 +62,6 @@ from scenimefy.models import ScenimefyLiteTranslator, count_macs, count_params
 from scenimefy.models.loading import model_fingerprint
 from scenimefy.training import distill
 
-SHARED = Path(os.environ.get("SCENIMEFY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 #: Architecture variants timed with --variants (name -> ScenimefyLiteTranslator kwargs).
 VARIANTS = {
     "7x7 head (the R&D default)": {"head_kernel": 7},

@@ -37,7 +37,7 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import cpu_line
+from common import SHARED, cpu_line
 
 import scenimefy  # noqa: F401  (before torchvision)
 from scenimefy.hub.convert import load_reference_translator
@@ -48,7 +48,6 @@ from scenimefy.inference.stabilize import FlickerMeter, TemporalFilter
 from scenimefy.inference.video import stylize_video
 from scenimefy.inference.video_io import probe_video
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIP = SHARED / "data" / "video" / "hanami.mp4"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
 

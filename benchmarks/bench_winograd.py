@@ -18,18 +18,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 import torch.nn.functional as F
-from common import cpu_line, interleaved
+from common import SHARED, cpu_line, interleaved
 
 import scenimefy  # noqa: F401  (before torchvision)
 from scenimefy.inference import winograd as wg
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
 PHOTO = SHARED / "samples" / "space_5.png"
 

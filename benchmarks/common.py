@@ -7,8 +7,12 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+#: The read-only shared material (``../shared`` beside the checkout; ``SCENIMEFY_SHARED`` overrides).
+SHARED = Path(os.environ.get("SCENIMEFY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def cpu_line() -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from common import cpu_line
+from common import SHARED, cpu_line
 
 import scenimefy  # noqa: F401  (before torchvision)
 from scenimefy.hub.convert import load_reference_translator
@@ -39,7 +39,6 @@ from scenimefy.inference import ScenimefyPipeline, choose_settings, translate
 from scenimefy.inference.video import stylize_video
 from scenimefy.models import ScenimefyTranslator, StyleGAN2Discriminator, StyleGAN2Generator
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
 CLIP = SHARED / "data" / "video" / "hanami.mp4"
 
