@@ -27,11 +27,15 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium not installed: browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
 
+# Two pytest workers (pytest-xdist): much of the suite waits on subprocesses, servers and the
+# browser, so two workers on 2 cores take ~0.7x the time of one (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= 2
+
 test: $(STAMP) browser-deps
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not browser"
 
 # ruff (lint + format check) on the whole tree; `make format` applies the formatter.
 lint: $(STAMP)
