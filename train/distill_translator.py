@@ -36,7 +36,7 @@ from scenimefy.hub.translators import open_translator
 from scenimefy.inference import translate
 from scenimefy.inference.graph import UnsupportedLayerError, check_supported
 from scenimefy.models import ScenimefyLiteTranslator
-from scenimefy.models.loading import model_fingerprint
+from scenimefy.models.loading import UnknownTranslatorError, is_lite, model_fingerprint, read_config
 from scenimefy.training import checks, distill
 from scenimefy.training.checkpoints import save_checkpoint
 from scenimefy.training.config import config_to_dict, parse_config
@@ -122,6 +122,17 @@ def check(config: DistillConfig) -> None:
         )
     if config.pretrained_student:
         checks.check_model_source("pretrained_student", config.pretrained_student, "config.json", "student folder")
+        folder = Path(config.pretrained_student)
+        if (folder / "config.json").is_file():
+            try:
+                student_config = read_config(folder)
+            except UnknownTranslatorError as err:
+                raise checks.ConfigError(f"--pretrained_student: {err}") from None
+            checks.require(
+                is_lite(student_config),
+                f"--pretrained_student {folder}: a full translator, not a lite student; give a student folder "
+                "(output_dir/student of an earlier distillation)",
+            )
     channels = list(config.student_channels)
     checks.require(bool(channels) and min(channels) >= 1, f"--student_channels {channels}: positive widths")
     for name in ("student_stem_kernel", "student_head_kernel"):

@@ -83,12 +83,19 @@ def _export(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".onnx":
         raise CommandError(f"{out}: the output must be a .onnx file")
     check_writable(out)
-    static = parse_size(args.size) if args.static else None
+    if args.size is not None and not args.static:
+        raise CommandError("--size is the size of a --static export: add --static, or leave --size out")
+    static = parse_size(args.size or "512x512") if args.static else None
+    try:  # both packages before the slow export: a missing one is one line, and no file is written
+        onnx.require("onnx", "onnxscript", "onnxruntime")
+    except onnx.OnnxUnavailableError as err:
+        raise CommandError(str(err)) from None
     model, _ = open_translator(args.source)
     multiple = size_multiple(model)
     if static and (static[0] % multiple or static[1] % multiple or min(static) < 2 * multiple):
         raise CommandError(f"--size {args.size}: sides must be multiples of {multiple}, at least {2 * multiple}")
     example = static or (9 * multiple, 8 * multiple)
+    what, image = verification_image(args.photo, static, multiple, example)  # a bad --photo: before the export
     try:
         onnx.export_onnx(model, out, opset=args.opset, dynamic=not args.static, fp16=args.fp16, example_size=example)
     except onnx.OnnxUnavailableError as err:
@@ -105,8 +112,11 @@ def _export(args: argparse.Namespace) -> int:
         f"exported {type(model).__name__} ({macs / 1e3:,.0f}k MACs/pixel) from {args.source} -> {out} "
         f"({out.stat().st_size / 2**20:.1f} MB, opset {args.opset}, {'fp16' if args.fp16 else 'fp32'}, {shape})"
     )
-    what, image = verification_image(args.photo, static, multiple, example)
-    check = onnx.verify_onnx(out, model, image)
+    try:
+        check = onnx.verify_onnx(out, model, image)
+    except BaseException:  # an unverified file is not left behind
+        out.unlink(missing_ok=True)
+        raise
     tolerance = TOLERANCE[args.fp16]
     line = (
         f"verified with onnxruntime on {what} at {image.shape[-2]}x{image.shape[-1]}: max |diff| "
@@ -135,7 +145,7 @@ def add_export(sub) -> None:
         "--dynamic", dest="static", action="store_false", help="any batch, height and width (the default)"
     )
     sizes.add_argument("--static", dest="static", action="store_true", help="one fixed size (--size)")
-    p.add_argument("--size", default="512x512", help="HEIGHTxWIDTH of a --static export (default: 512x512)")
+    p.add_argument("--size", default=None, help="HEIGHTxWIDTH of a --static export (default: 512x512)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and activations (for GPU runtimes)")
     p.add_argument("--photo", default=None, help="the image to verify with (default: a generated test image)")
     p.set_defaults(handler=_export, static=False)

@@ -8,6 +8,7 @@ be reached we behave as with ``HF_HUB_OFFLINE=1``: the local cache or a clear er
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -121,19 +122,38 @@ def download_url(url: str, dest: str | os.PathLike, *, timeout: float = 30.0) ->
     return dest
 
 
+_HUB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def looks_local(value: str | os.PathLike, *, owner_folder: bool = True) -> bool:
+    """True when ``value`` must be a local path: it exists, or it cannot be a Hub id ``owner/name``.
+
+    ``owner_folder``: also ``out/x`` where ``out/`` is a folder here (a mistyped local path is
+    then never looked up on the Hub).
+    """
+    text = str(value)
+    if not text or Path(text).expanduser().exists():
+        return True
+    if text.startswith((".", "/", "~")) or "\\" in text or os.sep != "/" and os.sep in text:
+        return True
+    parts = text.split("/")
+    if len(parts) != 2 or not all(_HUB_PART.fullmatch(p) and ".." not in p and "--" not in p for p in parts):
+        return True  # a Hub id is exactly owner/name
+    return owner_folder and Path(parts[0]).is_dir()
+
+
 def segmenter_folder(name_or_path: str | os.PathLike = DEFAULT_SEGMENTER) -> Path:
     """A local folder with the Mask2Former files: as given, or the Hub snapshot (never hangs)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     name = str(name_or_path)
-    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
     advice = (
         "Download it once with internet access (run this command online, or `huggingface-cli download "
         f"{name if name.count('/') == 1 else DEFAULT_SEGMENTER}`), or pass a local folder saved with "
         "Mask2FormerForUniversalSegmentation.save_pretrained (config.json + model.safetensors)."
     )
-    if looks_local:
+    if looks_local(name, owner_folder=False):
         raise WeightsUnavailableError(f"Mask2Former weights: {name!r} is not a folder. {advice}")
     try:
         folder = download_hub_folder(name, allow_patterns=["config.json", "preprocessor_config.json", "*.safetensors"])

@@ -38,14 +38,6 @@ def _load_folder(folder: Path) -> nn.Module:
         raise CheckpointError(str(err)) from None
 
 
-def _looks_local(text: str) -> bool:
-    """A missing source that cannot be a Hub id: a path-like start, a checkpoint suffix, or
-    ``out/x`` where ``out/`` is a folder here. Such a source is never looked up on the Hub."""
-    if text.startswith((".", "/", "~")) or Path(text).suffix.lower() in _CHECKPOINT_SUFFIXES:
-        return True
-    return "/" in text and Path(text.split("/")[0]).is_dir()
-
-
 def is_style_name(source: str | os.PathLike | None) -> bool:
     """True when ``source`` names a registered style and no such path exists here."""
     return source is not None and not Path(source).exists() and str(source).lower() in styles.styles()
@@ -81,7 +73,7 @@ def load_translator(
     cache_dir: str | os.PathLike | None = None,
 ) -> nn.Module:
     """A translator from a folder (config.json + safetensors), a reference ``.pth`` or a Hub repo id."""
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.exists():
         if subfolder:
             path = path / subfolder
@@ -98,8 +90,12 @@ def load_translator(
         if len(checkpoints) == 1:
             return load_reference_translator(checkpoints[0])
         raise CheckpointError(f"{path}: no config.json (translator folder) or single *_net_G.pth found")
-    if _looks_local(str(source)):
-        raise CheckpointError(f"{source}: no such file or folder (a translator folder, a *_net_G.pth file, a style)")
+    if download.looks_local(source) or Path(str(source)).suffix.lower() in _CHECKPOINT_SUFFIXES:
+        owner = str(source).split("/")[0]
+        hint = f"; a Hub repo id is not looked up while a folder {owner}/ exists here" if Path(owner).is_dir() else ""
+        raise CheckpointError(
+            f"{source}: no such file or folder (a translator folder, a *_net_G.pth file, a style{hint})"
+        )
     if _REPO_ID.match(str(source)):
         patterns = (
             ["*.json", "*.safetensors"] if not subfolder else [f"{subfolder}/*.json", f"{subfolder}/*.safetensors"]

@@ -46,11 +46,15 @@ class OnnxUnavailableError(ImportError):
     """onnx / onnxscript / onnxruntime are not installed; the message says how to get them."""
 
 
-def _require(module: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise OnnxUnavailableError(f"{module} is not installed. {INSTALL_HINT}") from None
+def require(*modules: str):
+    """Import ``modules`` (the last one is returned); a missing one is an ``OnnxUnavailableError``."""
+    imported = None
+    for module in modules:
+        try:
+            imported = __import__(module)
+        except ImportError:
+            raise OnnxUnavailableError(f"{module} is not installed. {INSTALL_HINT}") from None
+    return imported
 
 
 def export_onnx(
@@ -73,7 +77,7 @@ def export_onnx(
         example_size: (H, W) traced; default 9 x 8 multiples, a size nobody uses, so a dynamic
             graph that still held a traced size would fail its verification at any other size.
     """
-    _require("onnxscript")
+    require("onnxscript")
     path = Path(path)
     multiple = size_multiple(model)
     h, w = example_size or (9 * multiple, 8 * multiple)
@@ -135,7 +139,7 @@ def cached_export(model: nn.Module, path: str | os.PathLike | None = None) -> Pa
 
 def session(path: str | os.PathLike, threads: int | None = None):
     """An onnxruntime CPU session, all graph optimisations on (``threads``: intra-op threads)."""
-    ort = _require("onnxruntime")
+    ort = require("onnxruntime")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -171,6 +175,8 @@ class OnnxTranslator:
         self.dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         dims = inp.shape[2:]
         self.fixed_size = tuple(dims) if all(isinstance(d, int) for d in dims) else None
+        # A static export also fixes the batch (1): larger batches then run one image at a time.
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     @property
     def class_name(self) -> str | None:
@@ -186,7 +192,9 @@ class OnnxTranslator:
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(f"H and W must be multiples of {self.size_multiple}, got {h}x{w}")
         feed = x.detach().cpu().numpy().astype(self.dtype, copy=False)
-        (y,) = self.session.run(None, {self.input_name: feed})
+        step = self.fixed_batch or len(feed)
+        outs = [self.session.run(None, {self.input_name: feed[i : i + step]})[0] for i in range(0, len(feed), step)]
+        y = outs[0] if len(outs) == 1 else np.concatenate(outs)
         return torch.from_numpy(y.astype(np.float32, copy=False))
 
 

@@ -112,6 +112,9 @@ class ScenimefyPipeline:
                 raise ValueError("the onnx backend runs on the CPU in the exported dtype (no device or dtype)")
             if onnx_path is not None and Path(onnx_path).is_file():
                 return cls(OnnxTranslator(onnx_path, threads=onnx_threads), style=style)
+            if onnx_path is not None and source is None and style is None:
+                # Without a source, a missing file would be filled with the default style's export.
+                raise FileNotFoundError(f"{onnx_path}: no such ONNX file (give a source to export it there)")
         elif onnx_path is not None:
             raise ValueError("onnx_path is for backend='onnx'")
         source, subfolder, style = resolve_source(source, style, subfolder, cache_dir)
@@ -120,6 +123,12 @@ class ScenimefyPipeline:
             path = cached_export(translator, onnx_path)
             return cls(OnnxTranslator(path, threads=onnx_threads), style=style)
         return cls(translator, style=style).to(device, dtype)
+
+    @property
+    def can_smooth_stats(self) -> bool:
+        """Whether video stabilisation can smooth this translator's InstanceNorm statistics (the
+        fast path only; the onnx backend and eager networks get the output filter alone)."""
+        return self._fast
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         if self.backend == "onnx":
@@ -192,7 +201,9 @@ class ScenimefyPipeline:
             raise ValueError("batch_size must be >= 1")
         if max_side is not None and max_side < MIN_SIDE:
             raise ValueError(f"max_side must be at least {MIN_SIDE}")
-        work = [_working_size(img.rgb.shape[:2], mode, max_side) for img in loaded]
+        # At least 2 pixels a side at the bottleneck (reflect padding): 16 px for the full translator.
+        min_side = max(MIN_SIDE, 2 * self.size_multiple)
+        work = [_working_size(img.rgb.shape[:2], mode, max_side, min_side) for img in loaded]
         results: list[np.ndarray | None] = [None] * len(loaded)
         order = sorted(range(len(loaded)), key=lambda i: work[i])
         batches = [list(group) for _, group in groupby(order, key=lambda i: work[i])]
@@ -246,15 +257,17 @@ def reference_size(height: int, width: int) -> tuple[int, int]:
     return max(4, round(height / 4) * 4), max(4, round(width / 4) * 4)
 
 
-def _working_size(shape: tuple[int, int], mode: Mode, max_side: int | None) -> tuple[int, int]:
+def _working_size(
+    shape: tuple[int, int], mode: Mode, max_side: int | None, min_side: int = MIN_SIDE
+) -> tuple[int, int]:
     h, w = shape
     scale = 1.0
     if max_side is not None and max(h, w) > max_side:
         scale = max_side / max(h, w)
-    if min(h, w) * scale < MIN_SIDE:
-        scale = MIN_SIDE / min(h, w)
+    if min(h, w) * scale < min_side:
+        scale = min_side / min(h, w)
     if scale != 1.0:
-        h, w = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
+        h, w = max(min_side, round(h * scale)), max(min_side, round(w * scale))
     return reference_size(h, w) if mode == "reference" else (h, w)
 
 

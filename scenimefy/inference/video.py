@@ -229,6 +229,13 @@ def iter_stylize_video(
         raise VideoError("batch_size must be >= 1")
     if stabilize not in (True, False, "stats", "filter"):
         raise VideoError(f"stabilize must be True, False, 'stats' or 'filter', got {stabilize!r}")
+    if stabilize in (True, "stats") and not pipe.can_smooth_stats:
+        if stabilize == "stats":
+            raise VideoError(
+                f"the {pipe.backend} backend of this translator cannot smooth its normalisation statistics: "
+                "use stabilize='filter' or False"
+            )
+        stabilize = "filter"  # the part that works for any backend
     dst = Path(dst)
     container_format = CONTAINERS.get(dst.suffix.lower())
     if container_format is None:

@@ -9,25 +9,10 @@ name without an owner) is never looked up as a Hub repository.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from scenimefy.hub.download import looks_local
 from scenimefy.training.config import ConfigError
-
-_HUB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def looks_local(value: str) -> bool:
-    """True when ``value`` must be a local path: it exists, or it cannot be a Hub id ``owner/name``."""
-    text = str(value)
-    if not text or Path(text).expanduser().exists():
-        return True
-    if text.startswith((".", "/", "~")) or "\\" in text or os.sep != "/" and os.sep in text:
-        return True
-    parts = text.split("/")
-    if len(parts) != 2 or not all(_HUB_PART.fullmatch(p) and ".." not in p and "--" not in p for p in parts):
-        return True  # a Hub id is exactly owner/name
-    return Path(parts[0]).is_dir()  # `out/no_pairs` where out/ is a folder here
 
 
 def _missing(setting: str, value: str, what: str) -> ConfigError:

@@ -129,8 +129,11 @@ class TeacherCache:
             inputs = to_model_range(torch.from_numpy(x).permute(0, 3, 1, 2)).to(device)
             y = to_uint8(teacher(inputs)).permute(0, 2, 3, 1).cpu().numpy()
             tmp = self.file(i).with_name(f".{self.file(i).stem}.{os.getpid()}.tmp.npz")
-            np.savez_compressed(tmp, x=x, y=y)  # photos and flat anime outputs shrink ~2x
-            os.replace(tmp, self.file(i))
+            try:
+                np.savez_compressed(tmp, x=x, y=y)  # photos and flat anime outputs shrink ~2x
+                os.replace(tmp, self.file(i))
+            finally:  # interrupted or out of disk: no temporary file left behind
+                tmp.unlink(missing_ok=True)
             if progress is not None:
                 progress(1)
         return len(todo)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -76,6 +77,9 @@ def test_static_export_refuses_other_sizes(models, tmp_path):
     assert onnx.verify_onnx(path, models["lite"], x, runtime=runtime).max_abs <= 1e-4
     with pytest.raises(ValueError, match="exported for 32x48 only"):
         runtime(torch.zeros(1, 3, 32, 32))
+    # its batch is fixed at 1 too: a batch runs one image at a time, with the same results
+    batch = torch.rand(3, 3, 32, 48) * 2 - 1
+    torch.testing.assert_close(runtime(batch), torch.cat([runtime(batch[i : i + 1]) for i in range(3)]))
 
 
 def test_pipeline_onnx_backend_matches_the_torch_backend_on_a_photo(models, lite_folder, tmp_path):
@@ -99,6 +103,27 @@ def test_pipeline_onnx_backend_matches_the_torch_backend_on_a_photo(models, lite
         onnx_pipe.to("cuda")
     with pytest.raises(ValueError, match="onnx_path is for backend='onnx'"):
         ScenimefyPipeline.from_pretrained(lite_folder, onnx_path=path)
+    # a mistyped file with no source is not filled with the default style's export
+    with pytest.raises(FileNotFoundError, match="no such ONNX file"):
+        ScenimefyPipeline.from_pretrained(backend="onnx", onnx_path=tmp_path / "typo.onnx")
+    assert not (tmp_path / "typo.onnx").exists()
+
+
+def test_video_through_the_onnx_backend_stabilises_with_the_output_filter(lite_folder, tmp_path):
+    from scenimefy.inference.video import stylize_video
+    from scenimefy.inference.video_io import VideoError
+    from tests.support.videos import moving_square, write_clip
+
+    pipe = ScenimefyPipeline.from_pretrained(lite_folder, backend="onnx", onnx_path=tmp_path / "lite.onnx")
+    assert not pipe.can_smooth_stats
+    src, dst = tmp_path / "clip.mp4", tmp_path / "anime.mp4"
+    write_clip(src, moving_square(4, 48, 32), rate=8)
+    stylize_video(pipe, src, dst)  # stabilize=True: the output filter alone
+    with av.open(str(dst)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
+    with pytest.raises(VideoError, match="cannot smooth its normalisation statistics"):
+        stylize_video(pipe, src, tmp_path / "stats.mp4", stabilize="stats")
+    assert not (tmp_path / "stats.mp4").exists()
 
 
 def test_cli_export_prints_the_verification(lite_folder, tmp_path, capsys):
@@ -119,7 +144,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing folder", "missing .pth", "output is a folder", "output under a file", "output elsewhere"],
+    [
+        "missing folder",
+        "missing .pth",
+        "output is a folder",
+        "output under a file",
+        "output elsewhere",
+        "size without static",
+        "missing photo",
+    ],
 )
 def test_cli_export_bad_inputs_are_one_line_errors(lite_folder, tmp_path, case):
     blocker = tmp_path / "file.txt"
@@ -130,8 +163,12 @@ def test_cli_export_bad_inputs_are_one_line_errors(lite_folder, tmp_path, case):
         "output is a folder": (str(lite_folder), str(tmp_path), "must be a .onnx file"),
         "output under a file": (str(lite_folder), str(blocker / "x.onnx"), "is not a folder"),
         "output elsewhere": (str(lite_folder), "/proc/scenimefy-test/x.onnx", "cannot write"),
+        "size without static": (str(lite_folder), str(tmp_path / "x.onnx"), "--size is the size of a --static"),
+        "missing photo": (str(lite_folder), str(tmp_path / "x.onnx"), "nope.jpg"),
     }[case]
-    done = run_cli("export", source, out)
+    extra = {"size without static": ["--size", "64x64"], "missing photo": ["--photo", str(tmp_path / "nope.jpg")]}
+    done = run_cli("export", source, out, *extra.get(case, []))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and expected in done.stderr
     assert "Traceback" not in done.stderr and not done.stdout
+    assert not list(tmp_path.glob("*.onnx")), "nothing is written when the export cannot start"
