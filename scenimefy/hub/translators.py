@@ -90,9 +90,12 @@ def load_translator(
         if len(checkpoints) == 1:
             return load_reference_translator(checkpoints[0])
         raise CheckpointError(f"{path}: no config.json (translator folder) or single *_net_G.pth found")
-    if download.looks_local(source) or Path(str(source)).suffix.lower() in _CHECKPOINT_SUFFIXES:
-        owner = str(source).split("/")[0]
-        hint = f"; a Hub repo id is not looked up while a folder {owner}/ exists here" if Path(owner).is_dir() else ""
+    text = str(source)
+    path_like = "/" in text or "\\" in text or text.startswith((".", "~"))
+    if Path(text).suffix.lower() in _CHECKPOINT_SUFFIXES or (path_like and download.looks_local(text)):
+        parts = text.split("/")
+        repo_like = len(parts) == 2 and _REPO_ID.match(text) and Path(parts[0]).is_dir()
+        hint = f"; a Hub repo id is not looked up while a folder {parts[0]}/ exists here" if repo_like else ""
         raise CheckpointError(
             f"{source}: no such file or folder (a translator folder, a *_net_G.pth file, a style{hint})"
         )
