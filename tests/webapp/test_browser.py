@@ -57,13 +57,6 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    yield context.new_page()
-    context.close()
-
-
 def test_upload_stylize_and_see_the_result(app_url, page):
     src = SAMPLES / "teaser-0.jpg"
     open_app(page, app_url)

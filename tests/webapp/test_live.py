@@ -85,13 +85,6 @@ def browser(tmp_path_factory):
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    yield context.new_page()
-    context.close()
-
-
 def start_live(page) -> None:
     page.get_by_role("tab", name="Live").click()
     page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
