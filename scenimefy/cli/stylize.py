@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from scenimefy._distributed import close_process_group
 from scenimefy.cli.common import CommandError, add_model_args, load_pipeline
 
 
@@ -24,6 +25,8 @@ def _stylize(args: argparse.Namespace) -> int:
         except batch.Interrupted as stop:  # before the first image: nothing was written
             print(f"interrupted ({stop}) before any image was written", file=sys.stderr)
             return 128 + stop.signal
+        finally:
+            close_process_group()
 
 
 def _run_stylize(args: argparse.Namespace, batch, suffix: str) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from scenimefy._distributed import close_process_group
 from scenimefy.training.checkpoints import checkpoint_dirs, resume_state
 
 EXIT_USAGE = 2
@@ -107,6 +108,8 @@ def run_script(main: Callable[[], int | None], name: str) -> None:
             raise
         _say(f"{name}: error: {err}")
         status = EXIT_USAGE
+    finally:
+        close_process_group()
     sys.exit(status or 0)
 
 

@@ -396,4 +396,5 @@ def generate_pairs(config: Any) -> int:
         else:
             print(f"{written} pairs ({kept / max(candidates, 1):.1%} of {candidates} candidates kept) -> {out}")
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # a process leaving with its process group alive can abort (SIGABRT) at exit
     return status
