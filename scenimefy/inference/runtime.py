@@ -40,9 +40,18 @@ def cpu_has_fast_bf16() -> bool:
     return cpu_probe_bf16()
 
 
+#: ``ONEDNN_MAX_CPU_ISA`` values under which oneDNN still runs bf16 natively; a lower cap (AVX2,
+#: AVX512_CORE, ...) makes it emulate bf16 even where the hardware has it.
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10", "ALL")
+
+
 def cpu_probe_bf16() -> bool:
-    """The hardware answer of :func:`cpu_has_fast_bf16`, ignoring the environment."""
+    """The hardware answer of :func:`cpu_has_fast_bf16` (as capped by ``ONEDNN_MAX_CPU_ISA``), ignoring
+    ``SCENIMEFY_CPU_BF16``."""
     if not torch.backends.mkldnn.is_available():
+        return False
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    if not cap.startswith(_BF16_ISAS):
         return False
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch >= 2.1
     for name in probes:

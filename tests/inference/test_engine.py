@@ -122,6 +122,19 @@ def test_capability_probe_never_raises():
     assert isinstance(cpu_has_fast_bf16(), bool)
 
 
+def test_an_isa_cap_below_bf16_means_no_native_bf16(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bf16: the probe answers as an AVX2-only CPU would."""
+    monkeypatch.delenv("SCENIMEFY_CPU_BF16", raising=False)
+    hardware = cpu_probe_bf16()
+    for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert cpu_probe_bf16() is False and cpu_has_fast_bf16() is False
+        assert choose_settings(torch.device("cpu")).dtype == torch.float32
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL"):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert cpu_probe_bf16() is hardware
+
+
 def test_weight_cache_follows_parameter_updates(image):
     model = small_model()
     before = translate(model, image, exact=True)
