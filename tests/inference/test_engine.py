@@ -124,7 +124,8 @@ def test_capability_probe_never_raises():
 
 def test_an_isa_cap_below_bf16_means_no_native_bf16(monkeypatch):
     """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bf16: the probe answers as an AVX2-only CPU would."""
-    monkeypatch.delenv("SCENIMEFY_CPU_BF16", raising=False)
+    for name in ("SCENIMEFY_CPU_BF16", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
     hardware = cpu_probe_bf16()
     for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
