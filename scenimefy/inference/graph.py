@@ -16,6 +16,7 @@ from scenimefy.inference.ops import (
     AddSaved,
     BlurDown,
     BlurUp,
+    BlurUpConv,
     Conv,
     Norm,
     Op,
@@ -23,6 +24,7 @@ from scenimefy.inference.ops import (
     StridedConv,
     Tanh,
     TransposedConv,
+    blur_up_conv_weight,
 )
 from scenimefy.inference.runtime import ExecutionSettings
 from scenimefy.inference.winograd import transform_weight
@@ -129,6 +131,14 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         exact = module.weight.detach().to(device=device, dtype=torch.float32) * scale
         return Conv(w, b, reflect=reflect, winograd=transform_weight(exact, settings.winograd, dtype=settings.dtype))
 
+    def blur_up_conv(module, *, where: str) -> BlurUpConv:
+        """BlurUp (its /16 folded into the weight) and the conv as one op, built from the fp32 weight."""
+        w = weight(module, 1 / 16, padding=1, where=where)
+        exact = blur_up_conv_weight(module.weight.detach().to(device=device, dtype=torch.float32) / 16)  # float64
+        if settings.winograd:
+            return BlurUpConv(w, transform_weight(exact, settings.winograd, dtype=settings.dtype))
+        return BlurUpConv(w, exact.to(settings.dtype).contiguous(memory_format=fmt))
+
     norms = 0
 
     def norm(channels: int, relu: bool = True, scale: float = 1.0) -> Norm:
@@ -158,7 +168,9 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         ]
     for i, block in enumerate(model.up):
         c, where = block.conv.out_channels, f"up.{i}.conv"
-        if isinstance(block.upsample, BlurUpsample):
+        if isinstance(block.upsample, BlurUpsample) and settings.fused_upsampling:
+            ops += [blur_up_conv(block.conv, where=where), norm(c)]
+        elif isinstance(block.upsample, BlurUpsample):
             ops += [BlurUp(), conv(block.conv, reflect=False, scale=1 / 16, padding=1, where=where), norm(c)]
         else:
             if block.conv.output_padding != (1, 1):

@@ -318,6 +318,85 @@ class BlurUp(Op):
         return out, Span(2 * span.start + lo, 2 * span.stop - (0 if span.tail else 1), 2 * span.size)
 
 
+#: Per axis, BlurUp then a 3-tap conv (taps w0, w1, w2 at offsets -1, 0, +1 of the upsampled
+#: line) is a 3-tap conv of the input line per output phase: phase 0 (out[2m]) reads
+#: x[m-1], x[m], x[m+1] with taps (3 w0 + w1, w0 + 3 w1 + 3 w2, w2), phase 1 (out[2m+1]) with
+#: (w0, 3 w0 + 3 w1 + w2, w1 + 3 w2). Rows: the input taps; columns: the conv taps.
+_UP_PHASES = (((3, 1, 0), (1, 3, 3), (0, 0, 1)), ((1, 0, 0), (3, 3, 1), (0, 1, 3)))
+
+
+def blur_up_conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The (4 C_out, C_in, 3, 3) weight of :class:`BlurUpConv`, phases (py, px) outermost, in float64."""
+    w = weight.double()
+    p = [torch.tensor(phase, dtype=torch.float64, device=w.device) for phase in _UP_PHASES]
+    return torch.cat([p[py] @ w @ p[px].T for py in (0, 1) for px in (0, 1)])
+
+
+class BlurUpConv(Op):
+    """:class:`BlurUp` then a zero-padded 3x3 :class:`Conv`, as one 3x3 conv at the input resolution.
+
+    Each of the four output phases is a 3x3 conv of the replicate-padded input
+    (:func:`blur_up_conv_weight`): the same multiply-adds, but the conv reads a map a quarter of
+    the size of the upsampled one, which is never built, and its GEMMs are four times wider.
+    (Measured at 1024 px, fp32 Winograd: the two up blocks 1.31 s -> 0.95 s; bf16: 0.98 -> 0.85 s.)
+    Where the image border meets the conv's zero padding -- its first and last output row and
+    column -- the phases would read the upsampled map's replicate padding instead of zeros: those
+    lines are recomputed from two-line strips by the unfused ops.
+    """
+
+    factor = 2.0
+
+    def __init__(self, weight: torch.Tensor, fused: torch.Tensor | WinogradWeight) -> None:
+        """weight: the conv's own (C_out, C_in, 3, 3) weight (for the border lines); fused: the
+        :func:`blur_up_conv_weight` in the compute dtype and layout, or Winograd-transformed."""
+        self.out_channels = weight.shape[0]
+        self.fused = fused
+        self.blur, self.border = BlurUp(), Conv(weight, None, reflect=False)
+
+    def halo(self, m: int) -> int:
+        return (m + 1) // 2 + 1
+
+    def __call__(self, x, rows, cols, ctx):
+        pads = (int(cols.head), int(cols.tail), int(rows.head), int(rows.tail))
+        xp = F.pad(x, pads, mode="replicate") if any(pads) else x
+        if isinstance(self.fused, WinogradWeight):
+            y = winograd.conv2d(xp, self.fused, shuffle=True)
+        else:
+            y = _interleave_phases(F.conv2d(xp, self.fused))
+        if rows.head:
+            y[:, :, :1] = self._unfused(x[:, :, :2], Span(rows.start, rows.start + 2, rows.size), cols, ctx)[:, :, :1]
+        if rows.tail:
+            y[:, :, -1:] = self._unfused(x[:, :, -2:], Span(rows.stop - 2, rows.stop, rows.size), cols, ctx)[:, :, -1:]
+        if cols.head:
+            head = Span(cols.start, cols.start + 2, cols.size)
+            y[:, :, :, :1] = self._unfused(x[:, :, :, :2], rows, head, ctx)[:, :, :, :1]
+        if cols.tail:
+            tail = Span(cols.stop - 2, cols.stop, cols.size)
+            y[:, :, :, -1:] = self._unfused(x[:, :, :, -2:], rows, tail, ctx)[:, :, :, -1:]
+        # On a tile edge inside the image the outermost input line lacked a neighbour: one line less.
+        lo_r, hi_r = rows.start + (0 if rows.head else 1), rows.stop - (0 if rows.tail else 1)
+        lo_c, hi_c = cols.start + (0 if cols.head else 1), cols.stop - (0 if cols.tail else 1)
+        return y, Span(2 * lo_r, 2 * hi_r, 2 * rows.size), Span(2 * lo_c, 2 * hi_c, 2 * cols.size)
+
+    def _unfused(self, x, rows, cols, ctx) -> torch.Tensor:
+        x, rows, cols = self.blur(x, rows, cols, ctx)
+        return self.border(x, rows, cols, ctx)[0]
+
+
+def _interleave_phases(z: torch.Tensor) -> torch.Tensor:
+    """(N, 4 C, H, W), channels in phases (py, px, c) -> (N, C, 2H, 2W) in z's memory format."""
+    n, c4, h, w = z.shape
+    c = c4 // 4
+    if z.is_contiguous(memory_format=torch.channels_last):
+        y = torch.empty((n, c, 2 * h, 2 * w), dtype=z.dtype, device=z.device, memory_format=torch.channels_last)
+        phases = z.permute(0, 2, 3, 1).unflatten(3, (2, 2, c)).transpose(2, 3)  # (n, h, py, w, px, c)
+        y.permute(0, 2, 3, 1).view(n, h, 2, w, 2, c).copy_(phases)
+    else:
+        y = torch.empty((n, c, 2 * h, 2 * w), dtype=z.dtype, device=z.device)
+        y.view(n, c, h, 2, w, 2).copy_(z.view(n, 2, 2, c, h, w).permute(0, 3, 4, 1, 5, 2))
+    return y
+
+
 class Norm(Op):
     """InstanceNorm (no affine) times ``scale``, optionally followed by ReLU, on one sample."""
 

@@ -71,6 +71,7 @@ class ExecutionSettings:
     dtype: torch.dtype
     channels_last: bool
     winograd: int = 0  # output tile m of Winograd F(m x m, 3 x 3) for the 3x3 convs; 0: direct convs
+    fused_upsampling: bool = False  # blur-upsample + conv as one conv at the lower resolution (ops.BlurUpConv)
     reason: str = field(default="", compare=False)
 
 
@@ -109,7 +110,10 @@ def choose_settings(
     if not exact and device.type == "cpu" and dtype == torch.float32 and channels_last:
         tile = 0 if os.environ.get(WINOGRAD_ENV) == "0" else WINOGRAD_TILE
     algorithm = f", Winograd F({tile}x{tile}, 3x3) for the 3x3 convs" if tile else ""
-    return ExecutionSettings(dtype, channels_last, tile, reason=f"{why}, {layout}{algorithm}")
+    # Measured on CPU only (both paths faster); exact mode keeps the reference's order of operations.
+    fused = not exact and device.type == "cpu"
+    algorithm += ", fused blur-upsampling convs" if fused else ""
+    return ExecutionSettings(dtype, channels_last, tile, fused, reason=f"{why}, {layout}{algorithm}")
 
 
 @contextmanager

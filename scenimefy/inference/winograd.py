@@ -206,6 +206,7 @@ def conv2d(
     bias: torch.Tensor | None = None,
     padding: int = 0,
     *,
+    shuffle: bool = False,
     band_bytes: int | None = None,
     parallel_bands: bool | None = None,
 ) -> torch.Tensor:
@@ -215,6 +216,11 @@ def conv2d(
     Returns (N, C_out, H + 2p - 2, W + 2p - 2) in x's dtype and memory format. The GEMMs run in
     ``weight.u.dtype``; the transforms in x's dtype. Inference only (no autograd: the ops
     write into preallocated buffers).
+
+    shuffle: the output channels are four phases of a twice larger image, ordered (row phase,
+        column phase, channel): returns (N, C_out / 4, 2 (H + 2p - 2), 2 (W + 2p - 2)) with
+        phase (py, px) of channel c at rows 2i + py, columns 2j + px. The interleaving happens in
+        the copy that places each band's tiles anyway, so it costs nothing extra.
 
     band_bytes: size of the largest per-band buffer (V or M); default: :data:`DEFAULT_BAND_BYTES`
         with ``parallel_bands``, else :data:`DEFAULT_SERIAL_BAND_BYTES`.
@@ -228,10 +234,13 @@ def conv2d(
     m, n = weight.m, weight.n
     batch, cin = x.shape[:2]
     cout = weight.out_channels
+    if shuffle and cout % 4:
+        raise ValueError(f"shuffle needs output channels in four phases, got {cout}")
     th, tw = -(-ho // m), -(-wo // m)  # tiles; the last row / column of tiles may overhang
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and cin > 1
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty((batch, cout, ho, wo), dtype=x.dtype, device=x.device, memory_format=fmt)
+    shape = (batch, cout // 4, 2 * ho, 2 * wo) if shuffle else (batch, cout, ho, wo)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     threads = torch.get_num_threads() if x.device.type == "cpu" else 1
     if parallel_bands is None:
         parallel_bands = threads > 1
@@ -246,7 +255,7 @@ def conv2d(
         rows_per_band = max(1, min(rows_per_band, -(-th * batch // (2 * threads))))
     jobs = [(b, t0) for b in range(batch) for t0 in range(0, th, rows_per_band)]
     u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
-    band = _Band(x, out, weight, u, bias, padding, rows_per_band)
+    band = _Band(x, out, weight, u, bias, padding, rows_per_band, shuffle)
     if not parallel_bands or len(jobs) < 2 or threads < 2:
         for job in jobs:
             band(*job)
@@ -286,13 +295,15 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 class _Band:
     """Computes the output rows of one band of tile rows, with its own reusable buffers."""
 
-    def __init__(self, x, out, weight, u, bias, padding, rows_per_band) -> None:
+    def __init__(self, x, out, weight, u, bias, padding, rows_per_band, shuffle=False) -> None:
         self.x, self.out, self.weight, self.u, self.bias, self.p = x, out, weight, u, bias, padding
-        self.rows_per_band = rows_per_band
+        self.rows_per_band, self.shuffle = rows_per_band, shuffle
         m, n = weight.m, weight.n
-        self.ho, self.wo = out.shape[-2:]
+        self.ho, self.wo = x.shape[2] + 2 * padding - 2, x.shape[3] + 2 * padding - 2
         self.th, self.tw = -(-self.ho // m), -(-self.wo // m)
         self.xh, self.oh = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # (N, H, W, C) views
+        if shuffle:  # (N, 2H, 2W, C) -> (N, H, W, 2, 2, C): indexed like an unshuffled output
+            self.oh = self.oh.unflatten(1, (self.ho, 2)).unflatten(3, (self.wo, 2)).transpose(2, 3)
         cin, cout = weight.in_channels, weight.out_channels
         # A bias b adds b * e e^T to M for any e with A^T e = 1 (then A^T (e e^T) A = 1): with the
         # point 1, e is the unit vector of its column; otherwise the least-norm solution.
@@ -357,25 +368,26 @@ class _Band:
             for xi, coef in self.bias_terms:
                 mm[xi].add_(self.bias.to(mm.dtype), alpha=coef)
         y = _output_transform(mm, r, tw, m, self.plan)
+        if self.shuffle:
+            y = y.unflatten(-1, (2, 2, cout // 4))
         _scatter(y, self.oh[b], m * t0, min(m * r, self.ho - m * t0), self.wo, m)
 
 
 def _scatter(y: torch.Tensor, out: torch.Tensor, r0: int, nrows: int, ncols: int, m: int) -> None:
-    """Write a band's tiles y (r, m, tw, m, C) into out[r0 : r0 + nrows, :ncols] (H, W, C view).
+    """Write a band's tiles y (r, m, tw, m, *C) into out[r0 : r0 + nrows, :ncols] (H, W, *C view).
 
     Overhanging parts of the last tile row / column are dropped: whole tiles in one copy, the
     ragged right column and bottom row in up to three small ones.
     """
-    c = y.shape[-1]
     full_r, rem_r = divmod(nrows, m)
     full_c, rem_c = divmod(ncols, m)
     body = out[r0 : r0 + full_r * m]
     tail = out[r0 + full_r * m : r0 + nrows]
     if full_r and full_c:
-        body[:, : full_c * m].view(full_r, m, full_c, m, c).copy_(y[:full_r, :, :full_c])
+        body[:, : full_c * m].unflatten(0, (full_r, m)).unflatten(2, (full_c, m)).copy_(y[:full_r, :, :full_c])
     if full_r and rem_c:
-        body[:, full_c * m :].view(full_r, m, rem_c, c).copy_(y[:full_r, :, full_c, :rem_c])
+        body[:, full_c * m :].unflatten(0, (full_r, m)).copy_(y[:full_r, :, full_c, :rem_c])
     if rem_r and full_c:
-        tail[:, : full_c * m].view(rem_r, full_c, m, c).copy_(y[full_r, :rem_r, :full_c])
+        tail[:, : full_c * m].unflatten(1, (full_c, m)).copy_(y[full_r, :rem_r, :full_c])
     if rem_r and rem_c:
         tail[:, full_c * m :].copy_(y[full_r, :rem_r, full_c, :rem_c])

@@ -143,3 +143,23 @@ def test_inference_mode_and_threads(parallel):
     assert torch.get_num_threads() == threads
     ref, _ = _reference(x, weight, None, 1)
     torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("shape", [(2, 6, 8, 13, 17), (1, 4, 12, 7, 8)])
+def test_shuffle_writes_the_four_phases_interleaved(channels_last, shape):
+    """shuffle=True: output channel (py, px, c) of the conv lands at pixel (2i + py, 2j + px) of channel c."""
+    n, cin, cout, h, w = shape
+    x, weight, bias = _inputs((n, cin, h, w), cout, channels_last=channels_last)
+    ww = wg.transform_weight(weight, 6)
+    band = 8**2 * -(-w // 6) * max(cin, cout) * 4 * 2  # several bands, a short last one
+    y = wg.conv2d(x, ww, bias, 1, shuffle=True, band_bytes=band)
+    plain = wg.conv2d(x, ww, bias, 1)
+    assert y.shape == (n, cout // 4, 2 * h, 2 * w)
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    phases = plain.view(n, 2, 2, cout // 4, h, w)
+    for py in (0, 1):
+        for px in (0, 1):
+            assert torch.equal(y[:, :, py::2, px::2], phases[:, py, px])
+    with pytest.raises(ValueError, match="four phases"):
+        wg.conv2d(x, wg.transform_weight(weight[:3], 6), None, 1, shuffle=True)
