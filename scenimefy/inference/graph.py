@@ -132,12 +132,10 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         return Conv(w, b, reflect=reflect, winograd=transform_weight(exact, settings.winograd, dtype=settings.dtype))
 
     def blur_up_conv(module, *, where: str) -> BlurUpConv:
-        """BlurUp (its /16 folded into the weight) and the conv as one op, built from the fp32 weight."""
+        """BlurUp (its /16 folded into the weight) and the conv as one Winograd op, from the fp32 weight."""
         w = weight(module, 1 / 16, padding=1, where=where)
         exact = blur_up_conv_weight(module.weight.detach().to(device=device, dtype=torch.float32) / 16)  # float64
-        if settings.winograd:
-            return BlurUpConv(w, transform_weight(exact, settings.winograd, dtype=settings.dtype))
-        return BlurUpConv(w, exact.to(settings.dtype).contiguous(memory_format=fmt))
+        return BlurUpConv(w, transform_weight(exact, settings.winograd, dtype=settings.dtype))
 
     norms = 0
 
@@ -168,7 +166,7 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         ]
     for i, block in enumerate(model.up):
         c, where = block.conv.out_channels, f"up.{i}.conv"
-        if isinstance(block.upsample, BlurUpsample) and settings.fused_upsampling:
+        if isinstance(block.upsample, BlurUpsample) and settings.fused_upsampling and settings.winograd:
             ops += [blur_up_conv(block.conv, where=where), norm(c)]
         elif isinstance(block.upsample, BlurUpsample):
             ops += [BlurUp(), conv(block.conv, reflect=False, scale=1 / 16, padding=1, where=where), norm(c)]

@@ -355,19 +355,22 @@ def test_fp32_fast_path_runs_winograd_and_tiles_agree(monkeypatch, image):
     assert choose_settings(torch.device("cpu"), exact=True).winograd == 0
 
 
-def test_fast_paths_fuse_the_blur_upsampling_and_exact_mode_does_not(image, fast_path):
-    """The fast paths run each up block's BlurUp + conv as one BlurUpConv; exact mode keeps them apart."""
+def test_the_winograd_path_fuses_the_blur_upsampling_and_the_others_do_not(monkeypatch, image, fast_path):
+    """With Winograd, each up block's BlurUp + conv runs as one BlurUpConv; bf16 and exact keep them apart."""
     from scenimefy.inference.graph import build_ops
     from scenimefy.inference.ops import BlurUp, BlurUpConv
 
     cpu = torch.device("cpu")
     model = small_model()
     fast, exact = choose_settings(cpu), choose_settings(cpu, exact=True)
-    assert fast.fused_upsampling and "fused blur-upsampling" in fast.reason and not exact.fused_upsampling
-    assert [type(op) for op in build_ops(model, fast, cpu)].count(BlurUpConv) == 2
-    assert not any(isinstance(op, BlurUpConv) for op in build_ops(model, exact, cpu))
+    fused = fast_path == "fp32"
+    assert fast.fused_upsampling is fused and ("fused blur-upsampling" in fast.reason) is fused
+    assert [type(op) for op in build_ops(model, fast, cpu)].count(BlurUpConv) == (2 if fused else 0)
+    assert not exact.fused_upsampling
     assert sum(isinstance(op, BlurUp) for op in build_ops(model, exact, cpu)) == 2
     with torch.no_grad():
         ref = model(image)
     d = levels(translate(model, image), ref)
     assert d.mean() <= (2.0 if fast_path == "bf16" else 0.01), d.mean()
+    monkeypatch.setenv("SCENIMEFY_WINOGRAD", "0")
+    assert not choose_settings(cpu).fused_upsampling

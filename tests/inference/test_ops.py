@@ -18,9 +18,8 @@ SPANS = [((0, 9), (0, 7)), ((3, 9), (0, 7)), ((0, 5), (2, 7)), ((2, 7), (1, 6))]
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-@pytest.mark.parametrize("tile", [0, 6], ids=["direct", "winograd"])
 @pytest.mark.parametrize("spans", SPANS, ids=lambda s: f"rows{s[0]}-cols{s[1]}")
-def test_blur_up_conv_equals_blur_up_then_conv(channels_last, tile, spans):
+def test_blur_up_conv_equals_blur_up_then_conv(channels_last, spans):
     """Same output lines and values as BlurUp + zero-padded Conv, borders and tile edges included."""
     g = torch.Generator().manual_seed(0)
     (r0, r1), (c0, c1) = spans
@@ -31,18 +30,14 @@ def test_blur_up_conv_equals_blur_up_then_conv(channels_last, tile, spans):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = x.contiguous(memory_format=fmt)
     ref, ref_rows, ref_cols = _unfused(x.double(), w.double(), rows, cols)
-    fused = blur_up_conv_weight(w)
-    if tile:
-        fused = winograd.transform_weight(fused, tile, dtype=torch.float32)
-    else:
-        fused = fused.float().contiguous(memory_format=fmt)
+    fused = winograd.transform_weight(blur_up_conv_weight(w), 6, dtype=torch.float32)
     op = BlurUpConv(w.contiguous(memory_format=fmt), fused)
     y, y_rows, y_cols = op(x, rows, cols, Context())
     assert (y_rows, y_cols) == (ref_rows, ref_cols)
     assert y.shape == ref.shape and y.is_contiguous(memory_format=fmt)
     # Elementwise, relative to what each output adds up (as in test_winograd): fp32 rounding only.
     bound, _, _ = _unfused(x.double().abs(), w.double().abs(), rows, cols)
-    assert ((y.double() - ref).abs() <= (256 if tile else 16) * 2.0**-24 * bound).all()
+    assert ((y.double() - ref).abs() <= 256 * 2.0**-24 * bound).all()
 
 
 def test_fused_weight_is_the_upsampling_then_the_conv_on_a_delta():
