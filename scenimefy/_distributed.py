@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import sys
 
 
 def close_process_group() -> None:
@@ -12,9 +12,6 @@ def close_process_group() -> None:
     an active exception", SIGABRT) after its work is done, and fail the whole ``accelerate launch``.
     Local to this process: safe when the other processes are already gone.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = sys.modules.get("torch.distributed")  # never imported: no group, and no torch import on exit
+    if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -219,8 +219,9 @@ def conv2d(
 
     shuffle: the output channels are four phases of a twice larger image, ordered (row phase,
         column phase, channel): returns (N, C_out / 4, 2 (H + 2p - 2), 2 (W + 2p - 2)) with
-        phase (py, px) of channel c at rows 2i + py, columns 2j + px. The interleaving happens in
-        the copy that places each band's tiles anyway, so it costs nothing extra.
+        phase (py, px) of channel c at rows 2i + py, columns 2j + px (``bias``, if any, has the
+        C_out entries in the same order). The interleaving happens in the copy that places each
+        band's tiles anyway, so it costs nothing extra.
 
     band_bytes: size of the largest per-band buffer (V or M); default: :data:`DEFAULT_BAND_BYTES`
         with ``parallel_bands``, else :data:`DEFAULT_SERIAL_BAND_BYTES`.

@@ -123,17 +123,22 @@ def test_capability_probe_never_raises():
 
 
 def test_an_isa_cap_below_bf16_means_no_native_bf16(monkeypatch):
-    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bf16: the probe answers as an AVX2-only CPU would."""
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bf16: the probe answers as an AVX2-only CPU would.
+    Caps oneDNN reads as 'no cap' (DEFAULT, ALL, unknown names) or at bf16 and above keep it."""
     for name in ("SCENIMEFY_CPU_BF16", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         monkeypatch.delenv(name, raising=False)
-    hardware = cpu_probe_bf16()
-    for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # a bf16 CPU, whatever runs this
+    assert cpu_probe_bf16() is True
+    for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI", "AVX2_VNNI_2"):
+        for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+            monkeypatch.setenv(name, cap)
+            assert cpu_probe_bf16() is False and cpu_has_fast_bf16() is False, (name, cap)
+            assert choose_settings(torch.device("cpu")).dtype == torch.float32
+            monkeypatch.delenv(name)
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10_1_512", "DEFAULT", "ALL", "SOMETHING_NEW"):
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
-        assert cpu_probe_bf16() is False and cpu_has_fast_bf16() is False
-        assert choose_settings(torch.device("cpu")).dtype == torch.float32
-    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL"):
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
-        assert cpu_probe_bf16() is hardware
+        assert cpu_probe_bf16() is True, cap
 
 
 def test_weight_cache_follows_parameter_updates(image):
