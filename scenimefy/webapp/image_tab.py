@@ -68,11 +68,14 @@ def build_image_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
             path = save_image(out, result_folder("image") / f"{Path(image_path).stem}-{model}.png")
         except Exception as err:
             raise failure(err, "picture", f"stylizing {image_path}") from None
-        return str(path), describe_photo(image_path, side, max_side)
+        # The pair also goes to a server-side State (not part of the API) for the before / after
+        # slider: the follow-up event reads it there rather than the result's value in the page.
+        return str(path), describe_photo(image_path, side, max_side), (image_path, str(path))
 
-    def compare(image_path, result):
-        if image_path is None or result is None:
+    def compare(pair):
+        if pair is None:
             return None
+        image_path, result = pair
         try:
             before = Image.fromarray(load_image(image_path).rgb)
         except InvalidImageError:
@@ -124,6 +127,7 @@ def build_image_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
                     elem_id="result",
                 )
                 note = gr.Markdown(elem_id="image-note")
+                pair = gr.State(None)  # (photo, result) of the last run, for the slider
         photos = examples(example_folders, IMAGE_SUFFIXES - {".tif", ".tiff"})  # browsers show no TIFF
         if photos:
             gr.Examples(photos, inputs=photo, label="Example photos")
@@ -136,10 +140,10 @@ def build_image_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
         run.click(
             stylize,
             inputs=[photo, style, strength, colours, side, fast],
-            outputs=[result, note],
+            outputs=[result, note, pair],
             api_name="stylize",
             concurrency_limit=ctx.limits.concurrency,
             concurrency_id="image",
             show_progress_on=[result],
-        ).success(compare, inputs=[photo, result], outputs=slider, api_visibility="private", queue=False)
+        ).success(compare, inputs=pair, outputs=slider, api_visibility="private", queue=False)
     return run, fast
