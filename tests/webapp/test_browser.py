@@ -58,7 +58,11 @@ def browser():
 
 
 def test_upload_stylize_and_see_the_result(app_url, page):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     src = SAMPLES / "teaser-0.jpg"
+    console = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     open_app(page, app_url)
     page.locator("#photo input[type=file]").set_input_files(str(src))
     page.locator("#photo img").first.wait_for(state="visible", timeout=30_000)  # the upload preview
@@ -72,7 +76,12 @@ def test_upload_stylize_and_see_the_result(app_url, page):
     photo = np.asarray(Image.open(src).convert("RGB"), dtype=int)
     assert out.shape == photo.shape
     assert np.abs(out - photo).mean() > 5  # stylized, not the upload echoed
-    page.locator("#before-after img").first.wait_for(state="visible", timeout=30_000)
+    try:
+        page.locator("#before-after img").first.wait_for(state="visible", timeout=30_000)
+    except PlaywrightTimeoutError:
+        slider = page.inner_html("#before-after")[:2000]
+        toasts = page.locator(".toast-body").all_inner_texts()
+        pytest.fail(f"the before/after slider stayed empty; HTML: {slider}; toasts: {toasts}; console: {console[-20:]}")
     assert page.locator("#result a[download]").first.get_attribute("download") == "teaser-0-shinkai.png"
     screenshot(page, "browser-stylize.png")
     assert (ARTIFACTS / "browser-stylize.png").stat().st_size > 10_000
