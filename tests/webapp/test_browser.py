@@ -39,11 +39,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
+    """The app in its own process (as users run it): nothing the other tests of this pytest worker
+    leave in the process (threads, torch settings, handlers) can slow it down."""
     mp = tiny_shinkai_env(tmp_path_factory)
     mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf")))  # hosoda: nothing cached
-    demo = webapp.build_demo(max_side=256, video_max_side=64, video_seconds=2)
-    yield serve(demo, max_queue=8)
-    demo.close()
+    args = ["--max-side", "256", "--video-max-side", "64", "--video-seconds", "2", "--max-queue", "8"]
+    server = AppProcess(tmp_path_factory.mktemp("app"), args)
+    yield server.url
+    server.stop()
     mp.undo()
 
 
