@@ -4,6 +4,12 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Per-layer kernel choice caches its trials on disk: tests (and the servers and CLIs they start)
+# keep theirs out of the user's ~/.cache.
+if "SCENIMEFY_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["SCENIMEFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="scenimefy-test-cache-")
 
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -56,8 +57,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu; under accelerate launch, each process's own)",
     )
     parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print how inference ran: dtype, layout and the conv kernel chosen per layer and size",
+    )
+    parser.add_argument(
         "--dtype",
         default="auto",
         choices=["auto", "float32", "float16", "bfloat16"],
         help="weights dtype (auto: fp32 weights, fastest compute the device supports)",
     )
+
+
+def print_kernel_report(pipe, mode: str) -> None:
+    """``--verbose``: how the pipeline's translator ran (fast path only), to stderr."""
+    if getattr(pipe, "backend", "torch") != "torch" or mode == "reference" or not getattr(pipe, "_fast", False):
+        print(f"inference: {mode} mode, eager (no per-layer kernel choice)", file=sys.stderr)
+        return
+    from scenimefy.inference.engine import kernel_report
+
+    for line in kernel_report(pipe.translator, exact=mode == "exact"):
+        print(f"inference: {line}", file=sys.stderr)

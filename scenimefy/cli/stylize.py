@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from scenimefy._distributed import close_process_group
-from scenimefy.cli.common import CommandError, add_model_args, load_pipeline
+from scenimefy.cli.common import CommandError, add_model_args, load_pipeline, print_kernel_report
 
 
 def _stylize(args: argparse.Namespace) -> int:
@@ -72,6 +72,8 @@ def _run_stylize(args: argparse.Namespace, batch, suffix: str) -> int:
         desc=f"stylize ({pipe.style or 'custom'}){where}",
     )
     report.skipped = skipped
+    if args.verbose:
+        print_kernel_report(pipe, args.mode)
     if report.interrupted or report.error:  # the others may be gone: no gathering
         report.remaining += len(todo) - len(mine)
         total = batch.BatchReport.merge([report])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from scenimefy.inference.graph import ops_for
+from scenimefy.inference.kernels import describe
 from scenimefy.inference.ops import Context, NormStatsHook, Span, run_ops
 from scenimefy.inference.runtime import choose_settings, inference_state
 from scenimefy.inference.tiling import default_budget, run_tiled, untiled_bytes
@@ -73,7 +74,8 @@ def translate(
     budget = memory_budget if memory_budget is not None else default_budget(device)
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     out = torch.empty((x.shape[0], model.config.out_channels, h, w), dtype=torch.float32, device=x.device)
-    itemsize = torch.empty((), dtype=settings.dtype).element_size()
+    # A kernel choice may run some of a bf16 path's convs in fp32 (Winograd): maps are sized for that.
+    itemsize = 4 if settings.kernels != "direct" else torch.empty((), dtype=settings.dtype).element_size()
     untiled = tile_size is None and untiled_bytes(ops, h, w, x.shape[1], itemsize) <= budget
     # The fp32 fast path keeps the maps stored between tiling segments in fp16 (see run_tiled).
     store_dtype = torch.float16 if settings.dtype == torch.float32 and not exact else None
@@ -84,6 +86,14 @@ def translate(
                 rows, cols = Span(0, h, h), Span(0, w, w)
                 yb = run_ops(ops, xb, rows, cols, Context(norm_stats=norm_stats))[0]
             else:
-                yb = run_tiled(ops, xb, budget, tile_size, norm_stats, store_dtype)
+                yb = run_tiled(ops, xb, budget, tile_size, norm_stats, store_dtype, itemsize)
             out[b : b + 1].copy_(yb)
     return out
+
+
+def kernel_report(model: ScenimefyTranslator, *, exact: bool = False, dtype: torch.dtype | None = None) -> list[str]:
+    """What ``translate`` runs ``model`` with: the settings' reason, then one line per conv layer
+    with the kernel chosen at each map size met so far (``scenimefy stylize --verbose``)."""
+    device = next(model.parameters()).device
+    settings = choose_settings(device, exact=exact, dtype=dtype)
+    return [settings.reason, *describe(ops_for(model, settings, device))]

@@ -8,10 +8,12 @@ is refused (:class:`UnsupportedLayerError`) instead of being approximated.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from scenimefy.inference.kernels import ConvChoice, Seq
 from scenimefy.inference.ops import (
     AddSaved,
     BlurDown,
@@ -26,7 +28,7 @@ from scenimefy.inference.ops import (
     TransposedConv,
     blur_up_conv_weight,
 )
-from scenimefy.inference.runtime import ExecutionSettings
+from scenimefy.inference.runtime import WINOGRAD_TILE, ExecutionSettings
 from scenimefy.inference.winograd import transform_weight
 from scenimefy.models.lite import ScenimefyLiteTranslator
 from scenimefy.models.translator import (
@@ -121,21 +123,64 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
     def bias(conv) -> torch.Tensor | None:
         return None if conv.bias is None else conv.bias.detach().to(device=device, dtype=settings.dtype)
 
-    def conv(module, *, reflect: bool, scale: float = 1.0, padding: int = 0, where: str, with_bias=False) -> Conv:
-        """A stride-1 conv op; its 3x3 convs in the Winograd domain when the settings say so."""
+    def fp32_weight(module, scale: float = 1.0) -> torch.Tensor:
+        return module.weight.detach().to(device=device, dtype=torch.float32) * scale
+
+    def winograd_conv(module, m: int, *, reflect: bool, scale: float) -> Callable[[], Conv]:
+        # Transformed from the fp32 weight (times the folded scale), rounded once; always fp32
+        # (kernels module doc). Built when first used.
+        return lambda: Conv(
+            fp32_weight(module, scale), None, reflect=reflect, winograd=transform_weight(fp32_weight(module, scale), m)
+        )
+
+    def conv(module, *, reflect: bool, scale: float = 1.0, padding: int = 0, where: str, with_bias=False) -> Op:
+        """A stride-1 conv op; a 3x3 one takes the kernel the settings choose (direct or Winograd)."""
         w = weight(module, scale, padding=padding, where=where)
         b = bias(module) if with_bias else None
-        if not settings.winograd or tuple(module.kernel_size) != (3, 3):
-            return Conv(w, b, reflect=reflect, head=where == "head")
-        # Transformed from the fp32 weight (times the folded scale), rounded once.
-        exact = module.weight.detach().to(device=device, dtype=torch.float32) * scale
-        return Conv(w, b, reflect=reflect, winograd=transform_weight(exact, settings.winograd, dtype=settings.dtype))
+        direct = Conv(w, b, reflect=reflect, head=where == "head")
+        # The head (3 output channels, bias, folded) always runs direct: Winograd's GEMMs would be 3 wide.
+        if settings.kernels == "direct" or tuple(module.kernel_size) != (3, 3) or where == "head":
+            return direct
+        if settings.kernels == "winograd":
+            return winograd_conv(module, WINOGRAD_TILE, reflect=reflect, scale=scale)()
+        pad = "reflect" if reflect else "zero-pad"
+        return ConvChoice(
+            where,
+            f"conv3x3 {pad} {module.in_channels}->{module.out_channels}",
+            {
+                "direct": lambda: direct,
+                "winograd4": winograd_conv(module, 4, reflect=reflect, scale=scale),
+                "winograd6": winograd_conv(module, 6, reflect=reflect, scale=scale),
+            },
+            mode=settings.kernels,
+            compute_dtype=settings.dtype,
+        )
 
-    def blur_up_conv(module, *, where: str) -> BlurUpConv:
-        """BlurUp (its /16 folded into the weight) and the conv as one Winograd op, from the fp32 weight."""
-        w = weight(module, 1 / 16, padding=1, where=where)
-        exact = blur_up_conv_weight(module.weight.detach().to(device=device, dtype=torch.float32) / 16)  # float64
-        return BlurUpConv(w, transform_weight(exact, settings.winograd, dtype=settings.dtype))
+    def blur_up_conv(module, m: int, *, where: str) -> Callable[[], BlurUpConv]:
+        """BlurUp (its /16 folded into the weight) and the conv as one fp32 Winograd op, from the fp32 weight."""
+        _expect_conv(module, nn.Conv2d, 1, 1, where)
+        return lambda: BlurUpConv(
+            fp32_weight(module, 1 / 16), transform_weight(blur_up_conv_weight(fp32_weight(module, 1 / 16)), m)
+        )
+
+    def up_conv(module, *, where: str) -> Op:
+        """An up block's blur-upsample + 3x3 conv: unfused direct, or fused (ops.BlurUpConv) in Winograd."""
+        direct = Seq(BlurUp(), Conv(weight(module, 1 / 16, padding=1, where=where), None, reflect=False))
+        if settings.kernels == "direct":
+            return direct
+        if settings.kernels == "winograd":
+            return blur_up_conv(module, WINOGRAD_TILE, where=where)()
+        return ConvChoice(
+            where,
+            f"blur-up+conv3x3 {module.in_channels}->{module.out_channels}",
+            {
+                "direct": lambda: direct,
+                "fused-winograd4": blur_up_conv(module, 4, where=where),
+                "fused-winograd6": blur_up_conv(module, 6, where=where),
+            },
+            mode=settings.kernels,
+            compute_dtype=settings.dtype,
+        )
 
     norms = 0
 
@@ -166,10 +211,8 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         ]
     for i, block in enumerate(model.up):
         c, where = block.conv.out_channels, f"up.{i}.conv"
-        if isinstance(block.upsample, BlurUpsample) and settings.fused_upsampling and settings.winograd:
-            ops += [blur_up_conv(block.conv, where=where), norm(c)]
-        elif isinstance(block.upsample, BlurUpsample):
-            ops += [BlurUp(), conv(block.conv, reflect=False, scale=1 / 16, padding=1, where=where), norm(c)]
+        if isinstance(block.upsample, BlurUpsample):
+            ops += [up_conv(block.conv, where=where), norm(c)]
         else:
             if block.conv.output_padding != (1, 1):
                 raise UnsupportedLayerError(f"{where}: output_padding {block.conv.output_padding}, expected (1, 1)")

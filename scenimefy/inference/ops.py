@@ -161,13 +161,19 @@ class Conv(Op):
     def __call__(self, x, rows, cols, ctx):
         p = self.pad
         if self.winograd is not None:
-            # Padding only on image borders, so the same call serves whole images and tiles.
+            # Padding only on image borders, so the same call serves whole images and tiles. The
+            # transforms run in the weight's dtype (fp32): a bf16 map is widened on the way in and
+            # rounded once on the way out, as a bf16 direct conv rounds its output.
+            dtype = x.dtype
+            x = x.to(self.winograd.u.dtype)
+            bias = None if self.bias is None else self.bias.to(x.dtype)
             pads = (p if cols.head else 0, p if cols.tail else 0, p if rows.head else 0, p if rows.tail else 0)
             if not self.reflect and all(pads):
-                y = winograd.conv2d(x, self.winograd, self.bias, padding=p)
+                y = winograd.conv2d(x, self.winograd, bias, padding=p)
             else:
                 x = F.pad(x, pads, mode="reflect" if self.reflect else "constant") if any(pads) else x
-                y = winograd.conv2d(x, self.winograd, self.bias)
+                y = winograd.conv2d(x, self.winograd, bias)
+            y = y.to(dtype)
         elif self.reflect:
             # One reflect-pad copy, on image borders only. (Tried: zero-padded conv plus border
             # lines recomputed from small reflect-padded strips; it saves the copy but its dozen
@@ -349,15 +355,19 @@ class BlurUpConv(Op):
 
     def __init__(self, weight: torch.Tensor, fused: WinogradWeight) -> None:
         """weight: the conv's own (C_out, C_in, 3, 3) weight, for the border lines; fused: the
-        :func:`blur_up_conv_weight`, Winograd-transformed."""
+        :func:`blur_up_conv_weight`, Winograd-transformed. Both run in ``fused``'s dtype (fp32);
+        a map in another dtype is converted on the way in and out."""
         self.out_channels = weight.shape[0]
         self.fused = fused
-        self.blur, self.border = BlurUp(), Conv(weight, None, reflect=False)
+        self.blur, self.border = BlurUp(), Conv(weight.to(fused.u.dtype), None, reflect=False)
 
     def halo(self, m: int) -> int:
         return (m + 1) // 2 + 1
 
     def __call__(self, x, rows, cols, ctx):
+        if x.dtype != self.fused.u.dtype:
+            y, rows, cols = self(x.to(self.fused.u.dtype), rows, cols, ctx)
+            return y.to(x.dtype), rows, cols
         pads = (int(cols.head), int(cols.tail), int(rows.head), int(rows.tail))
         xp = F.pad(x, pads, mode="replicate") if any(pads) else x
         y = winograd.conv2d(xp, self.fused, shuffle=True)

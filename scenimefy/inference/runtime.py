@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-#: "0" turns Winograd off in the fp32 fast path (on by default where oneDNN runs the convs).
+#: How the fast path picks the kernel of each convolution (docs/inference.md, "Kernel choice"):
+#: ``auto`` (default): per layer and map size, the fastest of its kernels on this machine, found by a
+#: short timed trial on first use and cached on disk (``scenimefy.inference.kernels``);
+#: ``heuristic``: the same choice from a fixed rule, no trial; ``direct``: oneDNN's direct convs
+#: everywhere; ``winograd``: Winograd F(6x6, 3x3) in fp32 for every 3x3 conv and fused blur-upsampling.
+KERNELS_ENV = "SCENIMEFY_CONV_KERNELS"
+KERNEL_MODES = ("auto", "heuristic", "direct", "winograd")
+#: Older switch, still honoured: "0" means ``SCENIMEFY_CONV_KERNELS=direct``.
 WINOGRAD_ENV = "SCENIMEFY_WINOGRAD"
-#: Output tile of the fp32 path: F(6x6, 3x3) does 5.1x fewer multiplications than a direct conv
+#: Output tile of forced Winograd: F(6x6, 3x3) does 5.1x fewer multiplications than a direct conv
 #: (F(4x4, 3x3): 4x) and measured 7-8% faster over the whole network at 512-1024 px on an idle
 #: machine; its ~4x larger rounding error (~3e-6 relative) stays far below an 8-bit level, its
 #: transformed weights take 1.8x F(4x4)'s (docs/inference.md).
@@ -67,13 +74,22 @@ def cpu_probe_bf16() -> bool:
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    """How ``translate`` runs on one device: compute dtype and memory layout, and why."""
+    """How ``translate`` runs on one device: compute dtype, memory layout and conv kernels, and why."""
 
     dtype: torch.dtype
     channels_last: bool
-    winograd: int = 0  # output tile m of Winograd F(m x m, 3 x 3) for the 3x3 convs; 0: direct convs
-    fused_upsampling: bool = False  # blur-upsample + conv as one conv at the lower resolution (ops.BlurUpConv)
+    kernels: str = "direct"  # one of KERNEL_MODES: how each conv's kernel is chosen (KERNELS_ENV)
     reason: str = field(default="", compare=False)
+
+
+def kernel_mode() -> str:
+    """The conv kernel mode asked for by the environment (``SCENIMEFY_CONV_KERNELS``, default ``auto``)."""
+    mode = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if mode:
+        if mode not in KERNEL_MODES:
+            raise ValueError(f"{KERNELS_ENV}={mode!r}: expected one of {', '.join(KERNEL_MODES)}")
+        return mode
+    return "direct" if os.environ.get(WINOGRAD_ENV) == "0" else "auto"
 
 
 def choose_settings(
@@ -105,16 +121,19 @@ def choose_settings(
     else:
         channels_last = device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
     layout = "channels_last" if channels_last else "contiguous"
-    # Winograd pays in fp32 only: in bf16 its transforms cost ~2-5x the direct conv's rounding
-    # error for no reliable gain (docs/inference.md); exact mode keeps the reference arithmetic.
-    tile = 0
-    if not exact and device.type == "cpu" and dtype == torch.float32 and channels_last:
-        tile = 0 if os.environ.get(WINOGRAD_ENV) == "0" else WINOGRAD_TILE
-    # With Winograd, the up blocks' blur-upsample + conv run as one conv at the lower resolution
-    # (ops.BlurUpConv): 4.5% off the fp32 path at 1024 px, 2.5% at 512. The direct bf16 convs gained nothing
-    # measurable from it and would hold the conv's output twice (no interleaving for free).
-    algorithm = f", Winograd F({tile}x{tile}, 3x3) for the 3x3 convs and fused blur-upsampling" if tile else ""
-    return ExecutionSettings(dtype, channels_last, tile, bool(tile), reason=f"{why}, {layout}{algorithm}")
+    # Only CPU convs have a choice: Winograd (always in fp32: in bf16 its transforms cost 2-5x the
+    # direct conv's rounding error, docs/winograd-notes.md) against oneDNN's direct conv in the
+    # compute dtype. Exact mode keeps the reference arithmetic: direct fp32.
+    kernels = "direct"
+    if not exact and device.type == "cpu" and channels_last and dtype in (torch.float32, torch.bfloat16):
+        kernels = kernel_mode()
+    algorithm = {
+        "direct": "direct convs",
+        "auto": "per-layer conv kernels timed on this machine (direct or Winograd; kernel cache)",
+        "heuristic": "per-layer conv kernels by a fixed rule (direct or Winograd; no trial)",
+        "winograd": f"Winograd F({WINOGRAD_TILE}x{WINOGRAD_TILE}, 3x3) in fp32 for 3x3 convs, fused blur-upsampling",
+    }[kernels]
+    return ExecutionSettings(dtype, channels_last, kernels, reason=f"{why}, {layout}, {algorithm}")
 
 
 @contextmanager

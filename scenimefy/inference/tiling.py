@@ -9,7 +9,6 @@ import torch
 from scenimefy.inference.ops import (
     AddSaved,
     Context,
-    Conv,
     Moments,
     Norm,
     NormStatsHook,
@@ -74,7 +73,7 @@ def cuts(ops: list[Op], in_channels: int, itemsize: int = 2) -> list[int]:
     A map is cheap to store when it holds at most ``ngf`` bytes per input pixel: ngf/2 values in
     bf16 / fp16 (the 2*ngf map at half size qualifies), ngf/4 in fp32 (only the bottleneck).
     """
-    ngf = next(op.out_channels for op in ops if isinstance(op, Conv))
+    ngf = next(op.out_channels for op in ops if hasattr(op, "out_channels"))
     limit = ngf / itemsize  # stored values per input pixel
     channels, scale, cuts = in_channels, 1.0, []
     for i, op in enumerate(ops[:-1]):
@@ -103,8 +102,12 @@ def run_tiled(
     tile: int | None,
     norm_stats: NormStatsHook | None = None,
     store_dtype: torch.dtype | None = None,
+    work_itemsize: int | None = None,
 ) -> torch.Tensor:
     """Run ``ops`` on one sample segment by segment, each segment tile by tile.
+
+    ``work_itemsize`` (default: x's) sizes the tiles' maps: a kernel choice can run a bf16 path's
+    convs in fp32 (Winograd), whose maps take twice the bytes.
 
     ``store_dtype`` (default: x's dtype) holds the maps stored between segments: the fp32 fast
     path stores them in fp16 (one rounding to 11 significant bits of maps that are computed in
@@ -119,7 +122,7 @@ def run_tiled(
     for a, b in zip(bounds, bounds[1:]):
         collect = ops[b] if b < len(ops) and isinstance(ops[b], Norm) else None
         stored = store_dtype if b < len(ops) else x.dtype  # the last segment writes the result
-        src = run_segment(ops[a:b], src, scale, ctx, collect, budget, tile, x.dtype, stored)
+        src = run_segment(ops[a:b], src, scale, ctx, collect, budget, tile, x.dtype, stored, work_itemsize)
         release_free_memory(x.device)  # the next segment's blocks have other sizes: drop the free ones
         for op in ops[a:b]:
             if isinstance(op, AddSaved):
@@ -139,6 +142,7 @@ def run_segment(
     tile: int | None,
     compute_dtype: torch.dtype,
     store_dtype: torch.dtype,
+    work_itemsize: int | None = None,
 ) -> torch.Tensor:
     """Run ``ops`` over the stored map ``src`` (at ``scale`` of the input) tile by tile.
 
@@ -167,7 +171,8 @@ def run_segment(
         stored = src.numel() * src.element_size() + ho * wo * out_channels * store_size
         stored += sum(t.numel() * t.element_size() for t, _, _ in ctx.saved.values() if t is not src)
         work = max(budget // 8, min(budget // 2, MAX_TILE_WORKSPACE, budget - stored))
-        per_pixel = peak_values(ops, src.shape[1]) * 1.5 * torch.empty((), dtype=compute_dtype).element_size()
+        itemsize = work_itemsize or torch.empty((), dtype=compute_dtype).element_size()
+        per_pixel = peak_values(ops, src.shape[1]) * 1.5 * itemsize
         side = int((work / per_pixel) ** 0.5) - 2 * halo  # in src pixels
         step = max(16, int(side * factor) // 4 * 4)
     else:
@@ -206,7 +211,7 @@ def run_segment(
                 moments.add(run_tile(core_r, core_c, ops[:q]))
             ctx.put_stats(op.index, *moments.result())
 
-    in_place = halo == 0 and factor == 1.0 and not any(isinstance(op, Conv) for op in ops)
+    in_place = halo == 0 and factor == 1.0 and not any(hasattr(op, "out_channels") for op in ops)
     out = None
     moments = Moments() if collect is not None else None
     for core_r, core_c in cores:
