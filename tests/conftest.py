@@ -4,8 +4,11 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Per-layer kernel choice caches its trials on disk: tests (and the servers and CLIs they start)
-# keep theirs out of the user's ~/.cache.
+# Per-layer kernel choice: tests (and the servers and CLIs they start) take the fixed rule, so two
+# processes of one test always run the same kernels (timed trials could differ by fp32 rounding
+# between them); tests/inference/test_kernels.py runs the timed trials, with their disk cache kept
+# out of the user's ~/.cache.
+os.environ.setdefault("SCENIMEFY_CONV_KERNELS", "heuristic")
 if "SCENIMEFY_CACHE_DIR" not in os.environ:
     import tempfile
 

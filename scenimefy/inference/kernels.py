@@ -14,7 +14,8 @@ student lost 1.6-2.6x on an AVX2 CPU when every 3x3 conv took Winograd), so:
   input a few times, interleaved, and the fastest by its best time wins. The decision is cached in
   memory and on disk (``kernels-<machine>.json`` in ``SCENIMEFY_CACHE_DIR``, default
   ``~/.cache/scenimefy``), keyed by the CPU model, its ISA caps, the torch version and the thread
-  count, so later processes on the machine start with it. A trial costs a few runs of the layer:
+  count, so later processes on the machine start with it (a trial taken while the load average is
+  above the core count stays in memory only: the next process tries again). A trial costs a few runs of the layer:
   milliseconds for the student, about a second in all for the full model at 1024 px.
 * ``heuristic``: no trial; :func:`heuristic_choice` (a rule fitted to the trials of
   ``benchmarks/bench_kernels.py`` on the CPUs we have seen).
@@ -84,7 +85,8 @@ class ConvChoice(Op):
         compute_dtype: torch.dtype,
     ) -> None:
         """layer: its name in the model; signature: its shape in words (widths, kernel, padding);
-        alternatives: kernel name -> op factory, the first being the fallback (direct conv);
+        alternatives: kernel name -> op factory, the first being the direct conv (the fallback, and
+            the kernel with the largest halo and maps, which tiling sizes for);
         mode: ``auto`` (timed trial) or ``heuristic``; compute_dtype: the path's dtype."""
         self.layer, self.signature, self.mode, self.compute_dtype = layer, signature, mode, compute_dtype
         self.factories = alternatives
@@ -99,8 +101,10 @@ class ConvChoice(Op):
             self.built[name] = self.factories[name]()
         return self.built[name]
 
-    def halo(self, m: int) -> int:  # tiles must suit whichever kernel runs
-        return max(self.op(name).halo(m) for name in self.factories)
+    def halo(self, m: int) -> int:
+        # Tiles must suit whichever kernel runs: the direct kernel's halo is the largest (BlurUp then
+        # a conv needs one input line more than the fused conv), so it stands for all.
+        return self.op(next(iter(self.factories))).halo(m)
 
     def __call__(self, x, rows, cols, ctx):
         return self.op(CHOOSER.pick(self, x, rows, cols, ctx))(x, rows, cols, ctx)
@@ -122,10 +126,11 @@ def heuristic_choice(
     """The kernel a layer takes without a trial (``SCENIMEFY_CONV_KERNELS=heuristic``).
 
     Fitted to ``benchmarks/bench_kernels.py``: fp32 Winograd pays only where its GEMMs are wide
-    (both widths >= 128) and the map large enough to amortise the transforms (>= 64 x 64 output
-    pixels); on a bf16 CPU the direct bf16 conv (twice the fp32 peak) wins nearly everywhere.
+    (in x out channels >= 64 x 128: every conv of the full translator but its stem and head, none of
+    the student's) and the map large enough to amortise the transforms (>= 64 x 64 pixels); on a
+    bf16 CPU the direct bf16 conv (twice the fp32 peak) wins nearly everywhere.
     """
-    wide = min(in_channels, out_channels) >= 128 and height * width >= 64 * 64
+    wide = in_channels * out_channels >= 64 * 128 and height * width >= 64 * 64
     if compute_dtype == torch.float32 and wide:
         preferred = [n for n in names if "winograd6" in n]
         if preferred:
@@ -147,6 +152,16 @@ def machine_key() -> dict:
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
     return {"cpu": model, "capability": capability, "onednn_isa": isa, "torch": torch.__version__}
+
+
+def machine_busy() -> bool:
+    """Whether other work holds the cores (1-minute load average above their count): a trial taken
+    then can crown the kernel that happened to run between bursts, so it is kept in memory only
+    and the next process on the machine tries again."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+    except OSError:
+        return False
 
 
 def cache_dir() -> Path:
@@ -224,7 +239,8 @@ class Chooser:
                 decision = self._decisions.get(key)
                 if decision is None or decision.get("choice") not in op.factories:
                     decision = self._decisions[key] = self._trial(op, x, rows, cols, ctx)
-                    self._save()
+                    if not machine_busy():
+                        self._save()
                 name = decision["choice"]
                 if name not in op.used:
                     op.used.add(name)
@@ -270,6 +286,8 @@ def describe(ops: list[Op]) -> list[str]:
     lines = []
     for op in ops:
         if isinstance(op, ConvChoice) and op.chosen:
-            sizes = ", ".join(f"{size}: {name}" for size, name in op.chosen.items())
+            items = list(op.chosen.items())
+            sizes = ", ".join(f"{size}: {name}" for size, name in items[:4])
+            sizes += f", ... ({len(items) - 4} more tile sizes)" if len(items) > 4 else ""
             lines.append(f"{op.layer} ({op.signature}): {sizes}")
     return lines

@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from scenimefy.inference.kernels import ConvChoice, Seq
 from scenimefy.inference.ops import (
     AddSaved,
     Context,
@@ -40,10 +41,20 @@ def untiled_bytes(ops: list[Op], h: int, w: int, in_channels: int, itemsize: int
     return int(1.5 * peak_values(ops, in_channels) * h * w * itemsize)
 
 
+def _parts(op: Op) -> list[Op]:
+    """The ops whose maps exist one after another inside ``op``: a choice counts as its direct
+    kernel (BlurUp then conv: the upsampled map is the largest of any kernel's)."""
+    if isinstance(op, ConvChoice):
+        op = op.op(next(iter(op.factories)))
+    if isinstance(op, Seq):
+        return [part for inner in op.ops for part in _parts(inner)]
+    return [op]
+
+
 def peak_values(ops: list[Op], in_channels: int, scale: float = 1.0) -> float:
     """Largest (input + output) values of one op, per pixel at the resolution ``ops`` start at."""
     channels, peak = in_channels, 0.0
-    for op in ops:
+    for op in (part for whole in ops for part in _parts(whole)):
         before = channels * scale * scale
         channels = getattr(op, "out_channels", channels)
         scale *= op.factor
