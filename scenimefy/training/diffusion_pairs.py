@@ -1,0 +1,639 @@
+"""Pseudo pairs from REAL photos by a diffusion model: the paper's future work (Sec. 6).
+
+Photo i (in the source's order) is fitted to ``resolution`` (centre crop or resize) and turned into
+its anime counterpart by ``StableDiffusionControlNetImg2ImgPipeline`` (SD 1.x): img2img at
+``strength`` keeps the layout, a canny ControlNet holds the edges (OpenCV; no annotator weights),
+the checkpoint, the prompt of a style preset and optionally a LoRA set the style. The noise of
+photo i comes from its own seed ``seed * 2**32 + i`` on a CPU generator, so a pair does not depend
+on the batch, the device or the process that made it. Stage 2's segmentation-guided selection
+then scores the pair exactly as it scores StyleGAN2 pairs (L_BCE with Mask2Former, paper 3.2) and
+keeps it iff L_BCE < max_lbce and the photo shows more than min_classes classes.
+
+The output is stage 2's dataset (``scenimefy.training.shards``: parquet shards per block of
+photos, markers, resume, several processes) with the columns of stage 2 (real, anime, seed, lbce,
+classes) plus ``edge_score`` (:mod:`scenimefy.evaluation.edges`), ``photo`` (where it came from)
+and the generation settings; its card reports the L_BCE and edge-score distributions and how many
+pairs the selection kept, and names the models, licences, prompts and photo source.
+
+``anime_only``: text-to-image with the same checkpoint and prompt, for the unpaired anime set of
+stage 3: ``num_anime`` images written as ``output_dir/000000.png`` ... (an image folder).
+
+``diffusion_pairs(config)`` is the whole stage; ``train/diffusion_pairs.py`` is its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Features, Image, Value
+from PIL import Image as PILImage
+
+from scenimefy.hub.download import WeightsUnavailableError, hub_reachable, load_segmenter, looks_local
+from scenimefy.losses.segmentation import keep_pairs
+from scenimefy.training import checks
+from scenimefy.training.config import ConfigError, config_to_dict
+from scenimefy.training.shards import (
+    atomic_write,
+    hub_front_matter,
+    png,
+    read_markers,
+    remove_leftovers,
+    run_blocks,
+    shard_path,
+    start_run,
+    write_marker,
+    write_rows,
+)
+from scenimefy.training.tiny import RANDOM_SEGMENTER_LBCE, TINY, TINY_STABLE_DIFFUSION_CONFIG, tiny_segmenter
+
+#: Prompt and negative prompt of each style (``--preset``); ``--prompt`` / ``--negative_prompt`` override.
+PRESETS: dict[str, tuple[str, str]] = {
+    "shinkai": (
+        "anime scene, Makoto Shinkai style background art, vivid saturated colours, dramatic blue sky with "
+        "detailed cumulus clouds, glowing sunlight, lens flare, sharp clean lines, highly detailed, best quality",
+        "photo, photorealistic, realistic, 3d render, people, person, text, watermark, signature, lowres, "
+        "blurry, jpeg artifacts, worst quality, low quality",
+    ),
+    "hosoda": (
+        "anime scene, Mamoru Hosoda style background art, clean flat colours, simple soft shading, bright summer "
+        "light, tall white cumulonimbus clouds, hand-painted scenery, best quality",
+        "photo, photorealistic, realistic, 3d render, heavy shading, people, person, text, watermark, signature, "
+        "lowres, blurry, jpeg artifacts, worst quality, low quality",
+    ),
+}
+#: ``--scheduler`` -> diffusers class (``default``: the checkpoint's own).
+SCHEDULERS = {
+    "default": None,
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+RESIZE_MODES = ("crop", "resize")
+#: The licence of Stable Diffusion 1.x and of most checkpoints fine-tuned from it.
+SD_LICENSE = "creativeml-openrail-m"
+
+FEATURES = Features(
+    {
+        "real": Image(),
+        "anime": Image(),
+        "seed": Value("int64"),
+        "lbce": Value("float32"),
+        "classes": Value("int32"),
+        "edge_score": Value("float32"),
+        "photo": Value("string"),
+        "prompt": Value("string"),
+        "negative_prompt": Value("string"),
+        "strength": Value("float32"),
+        "guidance_scale": Value("float32"),
+        "num_inference_steps": Value("int32"),
+        "controlnet_scale": Value("float32"),
+    }
+)
+#: Settings that decide which pairs a run produces; a resumed run must not change them.
+CONTENT_KEYS = (
+    "photos",
+    "photos_split",
+    "image_column",
+    "model",
+    "controlnet",
+    "lora",
+    "lora_scale",
+    "segmenter",
+    "seg_shortest_edge",
+    "resolution",
+    "resize",
+    "strength",
+    "guidance_scale",
+    "num_inference_steps",
+    "scheduler",
+    "controlnet_scale",
+    "canny_low",
+    "canny_high",
+    "max_lbce",
+    "min_classes",
+    "seed",
+    "block_size",
+    "anime_only",
+)
+
+
+def photo_seed(base_seed: int, index: int) -> int:
+    """The seed of photo ``index`` (as stage 2's candidate seeds)."""
+    return base_seed * 2**32 + index
+
+
+def prompts(config: Any) -> tuple[str, str]:
+    """(prompt, negative prompt): the preset's, unless given."""
+    prompt, negative = PRESETS[config.preset]
+    return (
+        config.prompt if config.prompt is not None else prompt,
+        config.negative_prompt if config.negative_prompt is not None else negative,
+    )
+
+
+# ---------------------------------------------------------------- start-up checks
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def model_file(name: str, filename: str) -> dict | None:
+    """A JSON file of a local folder or Hub repo (from the cache offline); None when it cannot be read
+    here (the model load then says why)."""
+    if looks_local(name):
+        return _read_json(Path(name).expanduser() / filename)
+    from scenimefy.hub.download import download_hub_file
+
+    try:
+        return _read_json(download_hub_file(name, filename))
+    except WeightsUnavailableError:
+        return None
+
+
+def model_configs(config: Any) -> tuple[dict | None, dict | None, dict | None, dict | None]:
+    """(model_index, unet, vae, controlnet) configs, None where unknown; the tiny ones from the asset."""
+    if config.model == TINY:
+        tiny = json.loads(TINY_STABLE_DIFFUSION_CONFIG.read_text())
+        index = {"_class_name": "StableDiffusionPipeline"}
+        unet, vae = tiny["unet"], tiny["vae"]
+    else:
+        index = model_file(config.model, "model_index.json")
+        unet, vae = model_file(config.model, "unet/config.json"), model_file(config.model, "vae/config.json")
+    if not config.controlnet:
+        controlnet = None
+    elif config.controlnet == TINY:
+        controlnet = {
+            "_class_name": "ControlNetModel",
+            **json.loads(TINY_STABLE_DIFFUSION_CONFIG.read_text())["controlnet"],
+        }
+    else:
+        controlnet = model_file(config.controlnet, "config.json")
+    return index, unet, vae, controlnet
+
+
+def size_multiple(unet: dict, vae: dict) -> int:
+    """Image sides the model takes are multiples of this: the VAE's downscaling times the UNet's."""
+    vae_scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+    return vae_scale * 2 ** (len(unet.get("down_block_types", [0] * 4)) - 1)
+
+
+def check(config: Any) -> None:
+    """Every setting that cannot work, before a model loads or a file is written."""
+    checks.require(config.preset in PRESETS, f"--preset {config.preset}: unknown; use one of {', '.join(PRESETS)}")
+    checks.require(
+        0 < config.strength <= 1,
+        f"--strength {config.strength}: must lie in (0, 1] (the share of the denoising redone; 0.4-0.7 keeps "
+        "the photo's layout)",
+    )
+    checks.require(
+        config.scheduler in SCHEDULERS, f"--scheduler {config.scheduler}: use one of {', '.join(SCHEDULERS)}"
+    )
+    checks.require(config.resize in RESIZE_MODES, f"--resize {config.resize}: use one of {', '.join(RESIZE_MODES)}")
+    checks.require(
+        config.dtype == "auto" or config.dtype in DTYPES, f"--dtype {config.dtype}: use auto or {', '.join(DTYPES)}"
+    )
+    for name in ("num_inference_steps", "block_size", "batch_size", "resolution", "num_anime"):
+        checks.require(getattr(config, name) >= 1, f"--{name} {getattr(config, name)}: must be at least 1")
+    checks.require(
+        config.anime_only or math.ceil(config.num_inference_steps * config.strength) >= 1,
+        f"--strength {config.strength} x --num_inference_steps {config.num_inference_steps} leaves no denoising step",
+    )
+    checks.require(0 <= config.seed < 2**31, f"--seed {config.seed}: must lie in [0, 2**31)")
+    if config.max_photos is not None:
+        checks.require(config.max_photos >= 1, f"--max_photos {config.max_photos}: must be at least 1 (or none)")
+    for setting in ("model", "controlnet"):
+        value = getattr(config, setting)
+        if value and value != TINY:
+            checks.check_model_source(setting, value, "model_index.json" if setting == "model" else "config.json")
+    if config.lora and looks_local(config.lora) and not Path(config.lora).expanduser().exists():
+        raise ConfigError(f"--lora {config.lora}: no such file or folder")
+    if not config.anime_only and config.segmenter != TINY:
+        checks.check_model_source("segmenter", config.segmenter, "config.json", "Mask2Former folder")
+    checks.require(
+        config.anime_only or config.segmenter != TINY or config.max_lbce > RANDOM_SEGMENTER_LBCE,
+        f"--segmenter tiny is random: every pair scores L_BCE ~ 5.01, so --max_lbce {config.max_lbce} keeps none; "
+        "use --max_lbce 5.1 (as train/configs/diffusion-pairs-tiny.yaml does)",
+    )
+    checks.require(
+        not Path(config.output_dir).exists() or Path(config.output_dir).is_dir(),
+        f"--output_dir {config.output_dir}: a file is in the way",
+    )
+
+    index, unet, vae, controlnet = model_configs(config)
+    if index is not None:
+        cls = str(index.get("_class_name", ""))
+        checks.require(
+            "XL" not in cls and "Flux" not in cls and "StableDiffusion3" not in cls,
+            f"--model {config.model} is a {cls}: this stage runs Stable Diffusion 1.x/2.x checkpoints "
+            "(StableDiffusionControlNetImg2ImgPipeline)",
+        )
+    if config.controlnet and not config.anime_only:
+        if controlnet is not None:
+            cls = str(controlnet.get("_class_name", ""))
+            checks.require(
+                cls == "ControlNetModel",
+                f"--controlnet {config.controlnet} is a {cls or 'model without a class name'}, not a ControlNetModel",
+            )
+            checks.require(
+                controlnet.get("addition_embed_type") != "text_time",
+                f"--controlnet {config.controlnet} is an SDXL ControlNet; StableDiffusionControlNetImg2ImgPipeline "
+                "takes SD 1.x/2.x ControlNets (e.g. lllyasviel/control_v11p_sd15_canny)",
+            )
+        if controlnet is not None and unet is not None:
+            for key in ("cross_attention_dim", "block_out_channels"):
+                checks.require(
+                    controlnet.get(key) == unet.get(key),
+                    f"--controlnet {config.controlnet} has {key} {controlnet.get(key)} but the UNet of --model "
+                    f"{config.model} has {unet.get(key)}: the pipeline cannot take it; use a ControlNet trained "
+                    "for this base model",
+                )
+    if unet is not None and vae is not None:
+        multiple = size_multiple(unet, vae)
+        fit = max(multiple, round(config.resolution / multiple) * multiple)
+        checks.require(
+            config.resolution % multiple == 0,
+            f"--resolution {config.resolution}: the UNet of --model {config.model} takes sides that are multiples "
+            f"of {multiple} (VAE scale x UNet downsampling); use --resolution {fit}",
+        )
+    photo_source(config)  # no photos: an error now
+
+
+def photo_source(config: Any):
+    """The photos as an :class:`~scenimefy.data.datasets.ImageDataset` (unresized), or None for ``anime_only``."""
+    if config.anime_only:
+        return None
+    from scenimefy.data.datasets import ImageDataset
+
+    checks.check_image_source("photos", config.photos)
+    return ImageDataset(config.photos, image_column=config.image_column, split=config.photos_split)
+
+
+def photo_name(photos: Any, config: Any, index: int) -> str:
+    """Where photo ``index`` came from: its path under ``--photos``, or ``source[split][index]``."""
+    if photos.files is not None:
+        return photos.files[index].relative_to(Path(config.photos).expanduser()).as_posix()
+    return f"{config.photos}[{config.photos_split}][{index}]"
+
+
+def fit_photo(image: PILImage.Image, resolution: int, mode: str) -> np.ndarray:
+    """(resolution, resolution, 3) uint8: the centred square crop of the resized photo, or the photo squashed."""
+    from scenimefy.data.transforms import apply_crop, draw_crop, resize_shorter_side
+
+    image = image.convert("RGB")
+    if mode == "resize":
+        fitted = image.resize((resolution, resolution), PILImage.BICUBIC)
+    else:
+        resized = resize_shorter_side(image, resolution)
+        fitted = apply_crop(resized, draw_crop(resized.size, resolution, random=False), resolution)
+    return np.asarray(fitted, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- models
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """``auto``: float16 on a GPU, float32 on a CPU (half precision there is slow or unsupported)."""
+    if setting == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if setting == "float16" and device.type == "cpu":
+        raise ConfigError("--dtype float16 on a CPU: use float32 (or bfloat16); float16 is for GPUs")
+    return DTYPES[setting]
+
+
+def _from_pretrained(cls: Any, name: str, what: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` of a folder or Hub id, from the cache only when the Hub is out of reach;
+    a missing model is one line, never a traceback or a hang."""
+    local = looks_local(name)
+    try:
+        return cls.from_pretrained(name, local_files_only=not local and not hub_reachable(), **kwargs)
+    except (OSError, ValueError) as err:
+        where = "" if local else " (offline: only models already in the Hugging Face cache can be used)"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsUnavailableError(f"{what} {name!r} could not be loaded{where}: {first}") from None
+
+
+def load_pipeline(config: Any, model: str, controlnet: str | None, device: torch.device, dtype: torch.dtype) -> Any:
+    """The diffusers pipeline of the run, on ``device`` in ``dtype``, with its scheduler and LoRA."""
+    import diffusers
+
+    common = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    if config.anime_only:
+        pipe = _from_pretrained(diffusers.StableDiffusionPipeline, model, "Stable Diffusion checkpoint", **common)
+    elif controlnet:
+        net = _from_pretrained(diffusers.ControlNetModel, controlnet, "ControlNet", dtype=dtype)
+        pipe = _from_pretrained(
+            diffusers.StableDiffusionControlNetImg2ImgPipeline,
+            model,
+            "Stable Diffusion checkpoint",
+            controlnet=net,
+            **common,
+        )
+    else:
+        pipe = _from_pretrained(
+            diffusers.StableDiffusionImg2ImgPipeline, model, "Stable Diffusion checkpoint", **common
+        )
+    if SCHEDULERS[config.scheduler]:
+        pipe.scheduler = getattr(diffusers, SCHEDULERS[config.scheduler]).from_config(pipe.scheduler.config)
+    if config.lora:
+        try:
+            pipe.load_lora_weights(config.lora)
+        except (OSError, ValueError) as err:
+            raise WeightsUnavailableError(f"LoRA {config.lora!r} could not be loaded: {err}") from None
+        pipe.fuse_lora(lora_scale=config.lora_scale)  # plain weights again: no adapter cost per step
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+class DiffusionPairMaker:
+    """Generates, scores and writes one block of photos (or anime images) at a time."""
+
+    def __init__(self, config: Any, out: Path, device: torch.device, photos: Any, model_dir: Path | None) -> None:
+        self.config, self.out, self.device, self.photos = config, out, device, photos
+        self.dtype = resolve_dtype(config.dtype, device)
+        model, controlnet = config.model, config.controlnet
+        if TINY in (model, controlnet):  # the tiny model goes through from_pretrained like any other
+            from scenimefy.training.tiny import save_tiny_stable_diffusion
+
+            tiny_model, tiny_controlnet = save_tiny_stable_diffusion(model_dir)
+            model = str(tiny_model) if model == TINY else model
+            controlnet = str(tiny_controlnet) if controlnet == TINY else controlnet
+        self.pipe = load_pipeline(config, model, controlnet, device, self.dtype)
+        self.controlnet = bool(controlnet)
+        self.prompt, self.negative_prompt = prompts(config)
+        self.segmenter = None
+        if not config.anime_only:
+            if config.segmenter == TINY:
+                self.segmenter = tiny_segmenter(shortest_edge=config.seg_shortest_edge)
+            else:
+                self.segmenter = load_segmenter(config.segmenter, shortest_edge=config.seg_shortest_edge)
+            self.segmenter.to(device, self.dtype)
+
+    @property
+    def total(self) -> int:
+        cfg = self.config
+        available = cfg.num_anime if cfg.anime_only else len(self.photos)
+        return min(available, cfg.max_photos) if cfg.max_photos is not None and not cfg.anime_only else available
+
+    def generate(self, photos: list[np.ndarray] | None, seeds: list[int]) -> np.ndarray:
+        """(B, H, W, 3) uint8 anime images of ``photos`` (or from text alone), one generator per seed."""
+        from scenimefy.evaluation.edges import canny
+
+        cfg, n = self.config, len(seeds)
+        kwargs: dict[str, Any] = {
+            "prompt": [self.prompt] * n,
+            "negative_prompt": [self.negative_prompt] * n,
+            "num_inference_steps": cfg.num_inference_steps,
+            "guidance_scale": cfg.guidance_scale,
+            "generator": [torch.Generator().manual_seed(s) for s in seeds],  # CPU: the same noise on any device
+            "output_type": "np",
+        }
+        if photos is None:
+            kwargs.update(height=cfg.resolution, width=cfg.resolution)
+        else:
+            kwargs.update(image=[PILImage.fromarray(p) for p in photos], strength=cfg.strength)
+            if self.controlnet:
+                edges = [canny(p, cfg.canny_low, cfg.canny_high) for p in photos]
+                kwargs.update(
+                    control_image=[
+                        PILImage.fromarray(np.repeat(e[..., None], 3, axis=2).astype(np.uint8) * 255) for e in edges
+                    ],
+                    controlnet_conditioning_scale=cfg.controlnet_scale,
+                    height=cfg.resolution,
+                    width=cfg.resolution,
+                )
+        with torch.inference_mode():
+            images = self.pipe(**kwargs).images
+        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)  # as diffusers' numpy_to_pil
+
+    def make_block(self, block: int) -> dict:
+        cfg = self.config
+        indices = range(block * cfg.block_size, min((block + 1) * cfg.block_size, self.total))
+        if cfg.anime_only:
+            return self._anime_block(block, indices)
+        from scenimefy.evaluation.edges import edge_alignment
+
+        rows: dict[str, list] = {name: [] for name in FEATURES}
+        scores: dict[str, list] = {"lbce": [], "edge_score": []}
+        for first in range(indices.start, indices.stop, cfg.batch_size):
+            batch = range(first, min(first + cfg.batch_size, indices.stop))
+            photos = [fit_photo(self.photos.load_image(i), cfg.resolution, cfg.resize) for i in batch]
+            seeds = [photo_seed(cfg.seed, i) for i in batch]
+            anime = self.generate(photos, seeds)
+            real_t = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2)
+            anime_t = torch.from_numpy(anime).permute(0, 3, 1, 2)
+            lbce, classes = self.segmenter.score_pairs(anime_t.to(self.device), real_t.to(self.device))
+            lbce, classes = lbce.cpu(), classes.cpu()
+            edges = [edge_alignment(p, a) for p, a in zip(photos, anime)]
+            scores["lbce"] += [round(float(v), 6) for v in lbce]
+            scores["edge_score"] += [round(e, 6) for e in edges]
+            for j in keep_pairs(lbce, classes, cfg.max_lbce, cfg.min_classes).nonzero().flatten().tolist():
+                rows["real"].append(png(real_t[j]))
+                rows["anime"].append(png(anime_t[j]))
+                rows["seed"].append(seeds[j])
+                rows["lbce"].append(float(lbce[j]))
+                rows["classes"].append(int(classes[j]))
+                rows["edge_score"].append(edges[j])
+                rows["photo"].append(photo_name(self.photos, cfg, batch[j]))
+                rows["prompt"].append(self.prompt)
+                rows["negative_prompt"].append(self.negative_prompt)
+                rows["strength"].append(cfg.strength)
+                rows["guidance_scale"].append(cfg.guidance_scale)
+                rows["num_inference_steps"].append(cfg.num_inference_steps)
+                rows["controlnet_scale"].append(cfg.controlnet_scale if self.controlnet else 0.0)
+        if rows["seed"]:
+            write_rows(shard_path(self.out, block), rows, FEATURES)
+        record = {"block": block, "candidates": len(indices), "kept": len(rows["seed"]), **scores}
+        write_marker(self.out, block, record)
+        return record
+
+    def _anime_block(self, block: int, indices: range) -> dict:
+        cfg = self.config
+        for first in range(indices.start, indices.stop, cfg.batch_size):
+            batch = range(first, min(first + cfg.batch_size, indices.stop))
+            images = self.generate(None, [photo_seed(cfg.seed, i) for i in batch])
+            for i, image in zip(batch, images):
+                atomic_write(
+                    self.out / f"{i:06d}.png", lambda p, image=image: PILImage.fromarray(image).save(p, format="PNG")
+                )
+        record = {"block": block, "candidates": len(indices), "kept": len(indices)}
+        write_marker(self.out, block, record)
+        return record
+
+
+# ---------------------------------------------------------------- the card
+
+
+def distribution(values: np.ndarray) -> str:
+    if not len(values):
+        return "-"
+    q = np.quantile(values, [0.0, 0.1, 0.5, 0.9, 1.0])
+    return (
+        f"mean {values.mean():.4f}; min {q[0]:.4f}, 10% {q[1]:.4f}, median {q[2]:.4f}, 90% {q[3]:.4f}, max {q[4]:.4f}"
+    )
+
+
+def histogram(values: np.ndarray, bins: int = 8) -> str:
+    """A markdown table of ``values`` in ``bins`` equal bins."""
+    if not len(values):
+        return ""
+    counts, edges = np.histogram(values, bins=bins if values.max() > values.min() else 1)
+    lines = ["| L_BCE from | to | pairs |", "|---:|---:|---:|"]
+    lines += [f"| {a:.4f} | {b:.4f} | {c} |" for a, b, c in zip(edges[:-1], edges[1:], counts)]
+    return "\n".join(lines) + "\n"
+
+
+def model_license(name: str | None) -> str:
+    """A model's licence from its card or training record where it is local; else SD 1.x's."""
+    if not name or name == TINY:
+        return "none (random weights)" if name == TINY else "-"
+    from scenimefy.hub import cards
+
+    local = cards.read_license(name) if Path(name).exists() else None
+    return local or f"{SD_LICENSE} (as stated for SD 1.x checkpoints; check the model card of `{name}`)"
+
+
+def dataset_card(out: Path, config: Any, prompt: str, negative_prompt: str) -> str:
+    """The pairs' card: Hub front matter, the pairs report, sources and licences, settings."""
+    import pyarrow.parquet as pq
+
+    from scenimefy.hub import cards
+
+    shards = sorted((out / "data").glob("train-b*.parquet"))
+    tables = [pq.read_table(p, columns=["lbce", "edge_score"]) for p in shards]
+    kept_lbce = np.concatenate([t["lbce"].to_numpy() for t in tables]) if tables else np.zeros(0)
+    kept_edges = np.concatenate([t["edge_score"].to_numpy() for t in tables]) if tables else np.zeros(0)
+    records = list(read_markers(out).values())
+    all_lbce = np.array([v for r in records for v in r.get("lbce", [])], dtype=np.float64)
+    all_edges = np.array([v for r in records for v in r.get("edge_score", [])], dtype=np.float64)
+    candidates, n = sum(r["candidates"] for r in records), len(kept_lbce)
+    tiny_note = " (a randomly initialised tiny model: a smoke test, not anime)" if config.model == TINY else ""
+    segmenter = "a randomly initialised tiny Mask2Former (smoke test)" if config.segmenter == TINY else config.segmenter
+    summary = (
+        f"{n} pseudo pairs: `real` is a real photo from `{config.photos}`, fitted to {config.resolution}x"
+        f"{config.resolution} ({'centre crop' if config.resize == 'crop' else 'resized'}), `anime` its anime "
+        f"counterpart made by Stable Diffusion img2img (`{config.model}`{tiny_note}, strength {config.strength}"
+        + (f", canny ControlNet `{config.controlnet}` at scale {config.controlnet_scale}" if config.controlnet else "")
+        + (f", LoRA `{config.lora}` at scale {config.lora_scale}" if config.lora else "")
+        + "), the diffusion route to pseudo pairs that Scenimefy (Jiang et al., ICCV 2023) names as its future "
+        "work (Sec. 6). Pairs were kept by Scenimefy's segmentation-guided selection (Sec. 3.2): L_BCE < "
+        f"{config.max_lbce} and more than {config.min_classes} segmentation classes in the photo (Mask2Former: "
+        f"{segmenter}).\n"
+    )
+    report = (
+        "## Pairs report\n\n"
+        f"- photos turned into candidates: {candidates}; kept by the selection: {n} "
+        f"({n / max(candidates, 1):.1%})\n"
+        f"- L_BCE of every candidate (lower: the anime side kept the photo's semantics): {distribution(all_lbce)}\n"
+        f"- L_BCE of the kept pairs: {distribution(kept_lbce)}\n"
+        f"- edge alignment photo vs anime (F-score of Canny edges within 2 px; 1 = the same edges): every "
+        f"candidate {distribution(all_edges)}; kept {distribution(kept_edges)}\n\n"
+        "L_BCE of every candidate:\n\n" + histogram(all_lbce)
+    )
+    sources = (
+        "## Sources and licences\n\n"
+        "| part | source | licence |\n|---|---|---|\n"
+        f"| photos (`real`) | `{config.photos}` | {config.photos_license} |\n"
+        f"| diffusion checkpoint | `{config.model}` | {model_license(config.model)} |\n"
+        + (
+            f"| ControlNet | `{config.controlnet}` | {model_license(config.controlnet)} |\n"
+            if config.controlnet
+            else ""
+        )
+        + (f"| LoRA | `{config.lora}` | {model_license(config.lora)} |\n" if config.lora else "")
+        + f"| segmenter (selection only) | `{segmenter}` | - |\n\n"
+        "The `anime` images are outputs of the checkpoint above: CreativeML OpenRAIL-M claims no rights on "
+        "outputs but its use restrictions (Attachment A) travel with them; the `real` photos keep the terms of "
+        f"their source.\n\nPrompt: `{prompt}`\n\nNegative prompt: `{negative_prompt}`\n\n"
+        f"Columns: `real`, `anime` (PNG), `seed` (photo i used `torch.Generator().manual_seed({config.seed} * 2**32 "
+        "+ i)`), `lbce`, `classes` (as stage 2's pairs), `edge_score`, `photo` (where the photo came from), and "
+        "the generation settings of the pair.\n\n"
+        f'```python\nfrom datasets import load_dataset\n\npairs = load_dataset("{config.output_dir}", split="train")'
+        "  # or the Hub repo id after upload\n```\n"
+    )
+    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in config_to_dict(config).items())
+    front = hub_front_matter(out, FEATURES, n, ["diffusion", "stable-diffusion", "controlnet"])
+    return cards.render(
+        front,
+        "Scenimefy pseudo pairs from real photos (diffusion)",
+        [summary, report, sources, "## Generation settings\n\n| setting | value |\n|---|---|\n" + settings + "\n"],
+        license=config.license,
+        subject="These pairs",
+        provenance=f"photos from `{config.photos}`, anime images by `{config.model}`",
+        uses_authors_weights=False,
+    )
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def diffusion_pairs(config: Any) -> int:
+    """The whole stage under accelerate (see the module docstring); returns the exit status:
+    0, or 1 when the selection kept no pair."""
+    from accelerate import Accelerator
+
+    check(config)  # before any model loads or file is written
+    accelerator = Accelerator()
+    resolve_dtype(config.dtype, accelerator.device)
+    out = Path(config.output_dir)
+    photos = photo_source(config)
+    with tempfile.TemporaryDirectory(prefix="scenimefy-tiny-sd-") as tiny_dir:
+        maker = DiffusionPairMaker(config, out, accelerator.device, photos, Path(tiny_dir))
+    what = f"{maker.total} anime images" if config.anime_only else f"pairs from {maker.total} photos"
+    if accelerator.is_main_process:
+        settings = {key: config_to_dict(config)[key] for key in CONTENT_KEYS}
+        settings.update(prompt=maker.prompt, negative_prompt=maker.negative_prompt, dtype=str(maker.dtype))
+        start_run(out, settings, path_keys=("photos", "model", "controlnet", "lora", "segmenter"))
+        print(f"generating {what} with {accelerator.num_processes} process(es) on {accelerator.device}")
+    accelerator.wait_for_everyone()
+
+    kept, candidates = run_blocks(
+        accelerator,
+        out,
+        math.ceil(maker.total / config.block_size),
+        maker.make_block,
+        progress=lambda kept, candidates: candidates,
+        total=maker.total,
+        desc="anime" if config.anime_only else "photos",
+        unit="img" if config.anime_only else "photo",
+        stopped=lambda kept, candidates: (
+            f"stopped after {candidates} of {maker.total} {'images' if config.anime_only else 'photos'}; "
+            "run the same command again to continue where it stopped"
+        ),
+    )
+
+    accelerator.wait_for_everyone()
+    status = 0
+    if accelerator.is_main_process:
+        remove_leftovers(out, read_markers(out))
+        for path in out.glob(".tmp-*"):  # an anime image a killed run was writing
+            path.unlink()
+        if config.anime_only:
+            print(f"{candidates} anime images -> {out}")
+        else:
+            card = dataset_card(out, config, maker.prompt, maker.negative_prompt)
+            atomic_write(out / "README.md", lambda p: p.write_text(card))
+            print(f"{kept} pairs ({kept / max(candidates, 1):.1%} of {candidates} photos kept) -> {out}")
+            if kept == 0:
+                print(
+                    "warning: the selection kept no pair; loosen --max_lbce / --min_classes or lower --strength",
+                    file=sys.stderr,
+                )
+                status = 1
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # a process leaving with its process group alive can abort (SIGABRT) at exit
+    return status
