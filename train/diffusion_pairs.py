@@ -5,7 +5,7 @@
 
 Photo i, fitted to --resolution, becomes its anime counterpart by Stable Diffusion img2img
 (StableDiffusionControlNetImg2ImgPipeline: --model, a canny --controlnet, the --preset's prompts,
-an optional --lora) from the seed seed * 2**32 + i; stage 2's segmentation-guided selection (L_BCE
+an optional --lora) from its own seed (SeedSequence([seed, i])); stage 2's segmentation-guided selection (L_BCE
 with Mask2Former) keeps the pairs whose anime side kept the photo's semantics. The output is the
 dataset stage 2 writes (datasets.load_dataset(output_dir): real, anime, seed, lbce, classes,
 edge_score, photo and the generation settings) with a card reporting L_BCE, edge alignment and
@@ -59,8 +59,8 @@ class DiffusionPairsConfig:
     num_inference_steps: int = 30  # scheduler steps (strength x steps run)
     scheduler: str = "default"  # default (the checkpoint's), ddim, pndm, euler, euler_a, dpm++, unipc
     controlnet_scale: float = 0.8  # ControlNet conditioning scale
-    canny_low: int = 100  # Canny thresholds of the control image (OpenCV)
-    canny_high: int = 200
+    canny_low: int = 100  # lower Canny threshold of the control image (OpenCV)
+    canny_high: int = 200  # upper Canny threshold
 
     # Selection (paper 3.2), as in stage 2.
     max_lbce: float = MAX_LBCE  # keep iff L_BCE < max_lbce ...
@@ -72,7 +72,7 @@ class DiffusionPairsConfig:
 
     # Run.
     output_dir: str = "pairs/diffusion"  # the dataset folder (resumable: run the same command again)
-    seed: int = 0  # photo i uses seed * 2**32 + i
+    seed: int = 0  # photo i uses the seed numpy.random.SeedSequence([seed, i]).generate_state(1)
     block_size: int = 32  # photos per shard; part of the run's identity
     batch_size: int = 4  # photos per pipeline call (speed and memory only)
     dtype: str = "auto"  # auto (float16 on a GPU, float32 on a CPU), float32, float16, bfloat16

@@ -4,7 +4,7 @@ Photo i (in the source's order) is fitted to ``resolution`` (centre crop or resi
 its anime counterpart by ``StableDiffusionControlNetImg2ImgPipeline`` (SD 1.x): img2img at
 ``strength`` keeps the layout, a canny ControlNet holds the edges (OpenCV; no annotator weights),
 the checkpoint, the prompt of a style preset and optionally a LoRA set the style. The noise of
-photo i comes from its own seed ``seed * 2**32 + i`` on a CPU generator, so a pair does not depend
+photo i comes from its own seed (:func:`photo_seed` of the run seed and i) on a CPU generator, so a pair does not depend
 on the batch, the device or the process that made it. Stage 2's segmentation-guided selection
 then scores the pair exactly as it scores StyleGAN2 pairs (L_BCE with Mask2Former, paper 3.2) and
 keeps it iff L_BCE < max_lbce and the photo shows more than min_classes classes.
@@ -23,7 +23,6 @@ stage 3: ``num_anime`` images written as ``output_dir/000000.png`` ... (an image
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import tempfile
@@ -35,13 +34,23 @@ import torch
 from datasets import Features, Image, Value
 from PIL import Image as PILImage
 
-from scenimefy.hub.download import WeightsUnavailableError, hub_reachable, load_segmenter, looks_local
+from scenimefy.hub.download import load_segmenter, looks_local
 from scenimefy.losses.segmentation import keep_pairs
 from scenimefy.training import checks
 from scenimefy.training.config import ConfigError, config_to_dict
+from scenimefy.training.diffusion_card import dataset_card
+from scenimefy.training.diffusion_models import (
+    DTYPES,
+    PRESETS,
+    SCHEDULERS,
+    load_pipeline,
+    model_configs,
+    prompts,
+    resolve_dtype,
+    size_multiple,
+)
 from scenimefy.training.shards import (
     atomic_write,
-    hub_front_matter,
     png,
     read_markers,
     remove_leftovers,
@@ -51,38 +60,9 @@ from scenimefy.training.shards import (
     write_marker,
     write_rows,
 )
-from scenimefy.training.tiny import RANDOM_SEGMENTER_LBCE, TINY, TINY_STABLE_DIFFUSION_CONFIG, tiny_segmenter
+from scenimefy.training.tiny import RANDOM_SEGMENTER_LBCE, TINY, tiny_segmenter
 
-#: Prompt and negative prompt of each style (``--preset``); ``--prompt`` / ``--negative_prompt`` override.
-PRESETS: dict[str, tuple[str, str]] = {
-    "shinkai": (
-        "anime scene, Makoto Shinkai style background art, vivid saturated colours, dramatic blue sky with "
-        "detailed cumulus clouds, glowing sunlight, lens flare, sharp clean lines, highly detailed, best quality",
-        "photo, photorealistic, realistic, 3d render, people, person, text, watermark, signature, lowres, "
-        "blurry, jpeg artifacts, worst quality, low quality",
-    ),
-    "hosoda": (
-        "anime scene, Mamoru Hosoda style background art, clean flat colours, simple soft shading, bright summer "
-        "light, tall white cumulonimbus clouds, hand-painted scenery, best quality",
-        "photo, photorealistic, realistic, 3d render, heavy shading, people, person, text, watermark, signature, "
-        "lowres, blurry, jpeg artifacts, worst quality, low quality",
-    ),
-}
-#: ``--scheduler`` -> diffusers class (``default``: the checkpoint's own).
-SCHEDULERS = {
-    "default": None,
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-}
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 RESIZE_MODES = ("crop", "resize")
-#: The licence of Stable Diffusion 1.x and of most checkpoints fine-tuned from it.
-SD_LICENSE = "creativeml-openrail-m"
-
 FEATURES = Features(
     {
         "real": Image(),
@@ -129,67 +109,15 @@ CONTENT_KEYS = (
 
 
 def photo_seed(base_seed: int, index: int) -> int:
-    """The seed of photo ``index`` (as stage 2's candidate seeds)."""
-    return base_seed * 2**32 + index
+    """The seed of photo ``index``: 32 well-mixed bits of (run seed, index).
 
-
-def prompts(config: Any) -> tuple[str, str]:
-    """(prompt, negative prompt): the preset's, unless given."""
-    prompt, negative = PRESETS[config.preset]
-    return (
-        config.prompt if config.prompt is not None else prompt,
-        config.negative_prompt if config.negative_prompt is not None else negative,
-    )
+    32 bits because torch's CPU generator keeps only the low 32 bits of a seed: stage 2's
+    ``seed * 2**32 + i`` would give every run seed the same noise.
+    """
+    return int(np.random.SeedSequence([base_seed, index]).generate_state(1, dtype=np.uint32)[0])
 
 
 # ---------------------------------------------------------------- start-up checks
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def model_file(name: str, filename: str) -> dict | None:
-    """A JSON file of a local folder or Hub repo (from the cache offline); None when it cannot be read
-    here (the model load then says why)."""
-    if looks_local(name):
-        return _read_json(Path(name).expanduser() / filename)
-    from scenimefy.hub.download import download_hub_file
-
-    try:
-        return _read_json(download_hub_file(name, filename))
-    except WeightsUnavailableError:
-        return None
-
-
-def model_configs(config: Any) -> tuple[dict | None, dict | None, dict | None, dict | None]:
-    """(model_index, unet, vae, controlnet) configs, None where unknown; the tiny ones from the asset."""
-    if config.model == TINY:
-        tiny = json.loads(TINY_STABLE_DIFFUSION_CONFIG.read_text())
-        index = {"_class_name": "StableDiffusionPipeline"}
-        unet, vae = tiny["unet"], tiny["vae"]
-    else:
-        index = model_file(config.model, "model_index.json")
-        unet, vae = model_file(config.model, "unet/config.json"), model_file(config.model, "vae/config.json")
-    if not config.controlnet:
-        controlnet = None
-    elif config.controlnet == TINY:
-        controlnet = {
-            "_class_name": "ControlNetModel",
-            **json.loads(TINY_STABLE_DIFFUSION_CONFIG.read_text())["controlnet"],
-        }
-    else:
-        controlnet = model_file(config.controlnet, "config.json")
-    return index, unet, vae, controlnet
-
-
-def size_multiple(unet: dict, vae: dict) -> int:
-    """Image sides the model takes are multiples of this: the VAE's downscaling times the UNet's."""
-    vae_scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-    return vae_scale * 2 ** (len(unet.get("down_block_types", [0] * 4)) - 1)
 
 
 def check(config: Any) -> None:
@@ -303,62 +231,6 @@ def fit_photo(image: PILImage.Image, resolution: int, mode: str) -> np.ndarray:
     return np.asarray(fitted, dtype=np.uint8)
 
 
-# ---------------------------------------------------------------- models
-
-
-def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
-    """``auto``: float16 on a GPU, float32 on a CPU (half precision there is slow or unsupported)."""
-    if setting == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if setting == "float16" and device.type == "cpu":
-        raise ConfigError("--dtype float16 on a CPU: use float32 (or bfloat16); float16 is for GPUs")
-    return DTYPES[setting]
-
-
-def _from_pretrained(cls: Any, name: str, what: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained`` of a folder or Hub id, from the cache only when the Hub is out of reach;
-    a missing model is one line, never a traceback or a hang."""
-    local = looks_local(name)
-    try:
-        return cls.from_pretrained(name, local_files_only=not local and not hub_reachable(), **kwargs)
-    except (OSError, ValueError) as err:
-        where = "" if local else " (offline: only models already in the Hugging Face cache can be used)"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsUnavailableError(f"{what} {name!r} could not be loaded{where}: {first}") from None
-
-
-def load_pipeline(config: Any, model: str, controlnet: str | None, device: torch.device, dtype: torch.dtype) -> Any:
-    """The diffusers pipeline of the run, on ``device`` in ``dtype``, with its scheduler and LoRA."""
-    import diffusers
-
-    common = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
-    if config.anime_only:
-        pipe = _from_pretrained(diffusers.StableDiffusionPipeline, model, "Stable Diffusion checkpoint", **common)
-    elif controlnet:
-        net = _from_pretrained(diffusers.ControlNetModel, controlnet, "ControlNet", dtype=dtype)
-        pipe = _from_pretrained(
-            diffusers.StableDiffusionControlNetImg2ImgPipeline,
-            model,
-            "Stable Diffusion checkpoint",
-            controlnet=net,
-            **common,
-        )
-    else:
-        pipe = _from_pretrained(
-            diffusers.StableDiffusionImg2ImgPipeline, model, "Stable Diffusion checkpoint", **common
-        )
-    if SCHEDULERS[config.scheduler]:
-        pipe.scheduler = getattr(diffusers, SCHEDULERS[config.scheduler]).from_config(pipe.scheduler.config)
-    if config.lora:
-        try:
-            pipe.load_lora_weights(config.lora)
-        except (OSError, ValueError) as err:
-            raise WeightsUnavailableError(f"LoRA {config.lora!r} could not be loaded: {err}") from None
-        pipe.fuse_lora(lora_scale=config.lora_scale)  # plain weights again: no adapter cost per step
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
-
-
 class DiffusionPairMaker:
     """Generates, scores and writes one block of photos (or anime images) at a time."""
 
@@ -391,7 +263,7 @@ class DiffusionPairMaker:
 
     def generate(self, photos: list[np.ndarray] | None, seeds: list[int]) -> np.ndarray:
         """(B, H, W, 3) uint8 anime images of ``photos`` (or from text alone), one generator per seed."""
-        from scenimefy.evaluation.edges import canny
+        from scenimefy.data.edges import canny
 
         cfg, n = self.config, len(seeds)
         kwargs: dict[str, Any] = {
@@ -425,7 +297,7 @@ class DiffusionPairMaker:
         indices = range(block * cfg.block_size, min((block + 1) * cfg.block_size, self.total))
         if cfg.anime_only:
             return self._anime_block(block, indices)
-        from scenimefy.evaluation.edges import edge_alignment
+        from scenimefy.data.edges import edge_alignment
 
         rows: dict[str, list] = {name: [] for name in FEATURES}
         scores: dict[str, list] = {"lbce": [], "edge_score": []}
@@ -475,112 +347,6 @@ class DiffusionPairMaker:
         return record
 
 
-# ---------------------------------------------------------------- the card
-
-
-def distribution(values: np.ndarray) -> str:
-    if not len(values):
-        return "-"
-    q = np.quantile(values, [0.0, 0.1, 0.5, 0.9, 1.0])
-    return (
-        f"mean {values.mean():.4f}; min {q[0]:.4f}, 10% {q[1]:.4f}, median {q[2]:.4f}, 90% {q[3]:.4f}, max {q[4]:.4f}"
-    )
-
-
-def histogram(values: np.ndarray, bins: int = 8) -> str:
-    """A markdown table of ``values`` in ``bins`` equal bins."""
-    if not len(values):
-        return ""
-    counts, edges = np.histogram(values, bins=bins if values.max() > values.min() else 1)
-    lines = ["| L_BCE from | to | pairs |", "|---:|---:|---:|"]
-    lines += [f"| {a:.4f} | {b:.4f} | {c} |" for a, b, c in zip(edges[:-1], edges[1:], counts)]
-    return "\n".join(lines) + "\n"
-
-
-def model_license(name: str | None) -> str:
-    """A model's licence from its card or training record where it is local; else SD 1.x's."""
-    if not name or name == TINY:
-        return "none (random weights)" if name == TINY else "-"
-    from scenimefy.hub import cards
-
-    local = cards.read_license(name) if Path(name).exists() else None
-    return local or f"{SD_LICENSE} (as stated for SD 1.x checkpoints; check the model card of `{name}`)"
-
-
-def dataset_card(out: Path, config: Any, prompt: str, negative_prompt: str) -> str:
-    """The pairs' card: Hub front matter, the pairs report, sources and licences, settings."""
-    import pyarrow.parquet as pq
-
-    from scenimefy.hub import cards
-
-    shards = sorted((out / "data").glob("train-b*.parquet"))
-    tables = [pq.read_table(p, columns=["lbce", "edge_score"]) for p in shards]
-    kept_lbce = np.concatenate([t["lbce"].to_numpy() for t in tables]) if tables else np.zeros(0)
-    kept_edges = np.concatenate([t["edge_score"].to_numpy() for t in tables]) if tables else np.zeros(0)
-    records = list(read_markers(out).values())
-    all_lbce = np.array([v for r in records for v in r.get("lbce", [])], dtype=np.float64)
-    all_edges = np.array([v for r in records for v in r.get("edge_score", [])], dtype=np.float64)
-    candidates, n = sum(r["candidates"] for r in records), len(kept_lbce)
-    tiny_note = " (a randomly initialised tiny model: a smoke test, not anime)" if config.model == TINY else ""
-    segmenter = "a randomly initialised tiny Mask2Former (smoke test)" if config.segmenter == TINY else config.segmenter
-    summary = (
-        f"{n} pseudo pairs: `real` is a real photo from `{config.photos}`, fitted to {config.resolution}x"
-        f"{config.resolution} ({'centre crop' if config.resize == 'crop' else 'resized'}), `anime` its anime "
-        f"counterpart made by Stable Diffusion img2img (`{config.model}`{tiny_note}, strength {config.strength}"
-        + (f", canny ControlNet `{config.controlnet}` at scale {config.controlnet_scale}" if config.controlnet else "")
-        + (f", LoRA `{config.lora}` at scale {config.lora_scale}" if config.lora else "")
-        + "), the diffusion route to pseudo pairs that Scenimefy (Jiang et al., ICCV 2023) names as its future "
-        "work (Sec. 6). Pairs were kept by Scenimefy's segmentation-guided selection (Sec. 3.2): L_BCE < "
-        f"{config.max_lbce} and more than {config.min_classes} segmentation classes in the photo (Mask2Former: "
-        f"{segmenter}).\n"
-    )
-    report = (
-        "## Pairs report\n\n"
-        f"- photos turned into candidates: {candidates}; kept by the selection: {n} "
-        f"({n / max(candidates, 1):.1%})\n"
-        f"- L_BCE of every candidate (lower: the anime side kept the photo's semantics): {distribution(all_lbce)}\n"
-        f"- L_BCE of the kept pairs: {distribution(kept_lbce)}\n"
-        f"- edge alignment photo vs anime (F-score of Canny edges within 2 px; 1 = the same edges): every "
-        f"candidate {distribution(all_edges)}; kept {distribution(kept_edges)}\n\n"
-        "L_BCE of every candidate:\n\n" + histogram(all_lbce)
-    )
-    sources = (
-        "## Sources and licences\n\n"
-        "| part | source | licence |\n|---|---|---|\n"
-        f"| photos (`real`) | `{config.photos}` | {config.photos_license} |\n"
-        f"| diffusion checkpoint | `{config.model}` | {model_license(config.model)} |\n"
-        + (
-            f"| ControlNet | `{config.controlnet}` | {model_license(config.controlnet)} |\n"
-            if config.controlnet
-            else ""
-        )
-        + (f"| LoRA | `{config.lora}` | {model_license(config.lora)} |\n" if config.lora else "")
-        + f"| segmenter (selection only) | `{segmenter}` | - |\n\n"
-        "The `anime` images are outputs of the checkpoint above: CreativeML OpenRAIL-M claims no rights on "
-        "outputs but its use restrictions (Attachment A) travel with them; the `real` photos keep the terms of "
-        f"their source.\n\nPrompt: `{prompt}`\n\nNegative prompt: `{negative_prompt}`\n\n"
-        f"Columns: `real`, `anime` (PNG), `seed` (photo i used `torch.Generator().manual_seed({config.seed} * 2**32 "
-        "+ i)`), `lbce`, `classes` (as stage 2's pairs), `edge_score`, `photo` (where the photo came from), and "
-        "the generation settings of the pair.\n\n"
-        f'```python\nfrom datasets import load_dataset\n\npairs = load_dataset("{config.output_dir}", split="train")'
-        "  # or the Hub repo id after upload\n```\n"
-    )
-    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in config_to_dict(config).items())
-    front = hub_front_matter(out, FEATURES, n, ["diffusion", "stable-diffusion", "controlnet"])
-    return cards.render(
-        front,
-        "Scenimefy pseudo pairs from real photos (diffusion)",
-        [summary, report, sources, "## Generation settings\n\n| setting | value |\n|---|---|\n" + settings + "\n"],
-        license=config.license,
-        subject="These pairs",
-        provenance=f"photos from `{config.photos}`, anime images by `{config.model}`",
-        uses_authors_weights=False,
-    )
-
-
-# ---------------------------------------------------------------- the stage
-
-
 def diffusion_pairs(config: Any) -> int:
     """The whole stage under accelerate (see the module docstring); returns the exit status:
     0, or 1 when the selection kept no pair."""
@@ -625,7 +391,7 @@ def diffusion_pairs(config: Any) -> int:
         if config.anime_only:
             print(f"{candidates} anime images -> {out}")
         else:
-            card = dataset_card(out, config, maker.prompt, maker.negative_prompt)
+            card = dataset_card(out, config, FEATURES, maker.prompt, maker.negative_prompt)
             atomic_write(out / "README.md", lambda p: p.write_text(card))
             print(f"{kept} pairs ({kept / max(candidates, 1):.1%} of {candidates} photos kept) -> {out}")
             if kept == 0:
