@@ -356,3 +356,41 @@ def test_tiny_model_is_the_same_for_a_seed(tmp_path):
     assert (a / weights).read_bytes() == (b / weights).read_bytes()
     index = json.loads((a / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline" and index["tokenizer"] == ["transformers", "CLIPTokenizer"]
+
+
+@pytest.fixture(scope="module")
+def lora(models, tmp_path_factory):
+    """A random LoRA of the tiny UNet, saved as diffusers saves trained LoRAs (safetensors + its keys)."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(models[0] / "unet")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+        unet.add_adapter(config)
+    folder = tmp_path_factory.mktemp("lora")
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    return folder
+
+
+def test_lora_changes_the_style_and_scale_zero_leaves_it(script, models, photos, segmenter, reference, lora, tmp_path):
+    styled, off = tmp_path / "styled", tmp_path / "off"
+    assert run_in_process(script, args(models, photos, styled, segmenter, max_photos=2, lora=lora)) == 0
+    assert run_in_process(script, args(models, photos, off, segmenter, max_photos=2, lora=lora, lora_scale=0)) == 0
+    base = rows(reference)[:2]
+    assert [r["anime"] for r in rows(styled)] != [r["anime"] for r in base]
+    assert [r["anime"] for r in rows(off)] == [r["anime"] for r in base]
+    assert f"| LoRA | `{lora}` |" in (styled / "README.md").read_text()
+
+
+def test_publish_dataset_carries_the_card_with_models_licences_prompts_and_sources(reference, tmp_path):
+    from scenimefy.hub.publish import publish_dataset
+
+    result = publish_dataset(reference, "someone/hosoda-diffusion-pairs", dry_run_dir=tmp_path / "staged")
+    assert "README.md" in result.files and any(f.startswith("data/train-b") for f in result.files)
+    assert not any(f.startswith(".progress") for f in result.files)  # resume state stays home
+    card = (tmp_path / "staged" / "README.md").read_text()
+    for fact in ("diffusion checkpoint", "ControlNet", "hand-built test images", "Prompt: `", "Negative prompt: `"):
+        assert fact in card
+    assert "CreativeML OpenRAIL-M" in card and "S-Lab License does not apply" in card
