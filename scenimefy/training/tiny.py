@@ -25,6 +25,9 @@ ASSETS = Path(__file__).with_name("assets")
 TINY_CLIP_CONFIG = ASSETS / "open_clip-tiny.json"
 TINY_MASK2FORMER_CONFIG = ASSETS / "mask2former-tiny.json"
 TINY_STABLE_DIFFUSION_CONFIG = ASSETS / "stable-diffusion-tiny.json"
+#: Stable Diffusion 1.5's layout (UNet, VAE, ControlNet, CLIP ViT-L text encoder) for timing runs
+#: with random weights where the real ones cannot be downloaded (benchmarks/gpu_check.py).
+SD15_LAYOUT_CONFIG = ASSETS / "stable-diffusion-1.5-layout.json"
 #: L_BCE of any pair under a randomly initialised segmenter sits just above ln(150) ~ 5.0106.
 RANDOM_SEGMENTER_LBCE = 5.02
 
@@ -54,7 +57,7 @@ def tiny_segmenter(seed: int = 0, shortest_edge: int | None = None):
     return SemanticSegmenter(model.eval(), shortest_edge=shortest_edge)
 
 
-def tiny_clip_tokenizer():
+def tiny_clip_tokenizer(layout: Path = TINY_STABLE_DIFFUSION_CONFIG):
     """A CLIP tokenizer whose vocabulary is the 256 byte symbols (alone and word-final) and the two
     special tokens, with no merges: every word is spelled out byte by byte, which is all a random
     text encoder needs, and nothing has to be downloaded."""
@@ -64,20 +67,22 @@ def tiny_clip_tokenizer():
     symbols = list(bytes_to_unicode().values())
     vocab = {s: i for i, s in enumerate([*symbols, *(s + "</w>" for s in symbols)])}
     vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    positions = json.loads(TINY_STABLE_DIFFUSION_CONFIG.read_text())["text_encoder"]["max_position_embeddings"]
+    positions = json.loads(Path(layout).read_text())["text_encoder"]["max_position_embeddings"]
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=positions)  # byte tokens: long prompts fit
 
 
-def save_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
+def save_tiny_stable_diffusion(
+    folder: str | Path, seed: int = 0, layout: Path = TINY_STABLE_DIFFUSION_CONFIG
+) -> tuple[Path, Path]:
     """Write a tiny random Stable Diffusion 1.x (``folder/model``, a ``StableDiffusionPipeline``
     folder as Hub checkpoints are) and a ControlNet for it (``folder/controlnet``); the same weights
-    for a seed. Returns the two folders."""
+    for a seed. ``layout``: another set of configs (:data:`SD15_LAYOUT_CONFIG`). Returns the two folders."""
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    values = json.loads(TINY_STABLE_DIFFUSION_CONFIG.read_text())
-    tokenizer = tiny_clip_tokenizer()
+    values = json.loads(Path(layout).read_text())
+    tokenizer = tiny_clip_tokenizer(layout)
     text_config = CLIPTextConfig(
         **values["text_encoder"],
         vocab_size=len(tokenizer),
