@@ -394,3 +394,17 @@ def test_publish_dataset_carries_the_card_with_models_licences_prompts_and_sourc
     for fact in ("diffusion checkpoint", "ControlNet", "hand-built test images", "Prompt: `", "Negative prompt: `"):
         assert fact in card
     assert "CreativeML OpenRAIL-M" in card and "S-Lab License does not apply" in card
+
+
+def test_photos_from_a_datasets_folder_give_the_same_pairs(script, models, photos, segmenter, reference, tmp_path):
+    import datasets
+
+    files = sorted(photos.rglob("*.png"))[:2]
+    table = datasets.Dataset.from_dict({"image": [str(f) for f in files]}).cast_column("image", datasets.Image())
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    table.to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    out = tmp_path / "pairs"
+    assert run_in_process(script, args(models, tmp_path / "ds", out, segmenter)) == 0
+    got = rows(out)
+    assert [r["anime"] for r in got] == [r["anime"] for r in rows(reference)[:2]]
+    assert [r["photo"] for r in got] == [f"{tmp_path / 'ds'}[train][{i}]" for i in range(2)]
