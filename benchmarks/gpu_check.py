@@ -234,16 +234,8 @@ def check_diffusion_pairs(device: torch.device, tiny: bool, reps: int) -> None:
             files.append((defaults.segmenter, "config.json"))
             if not all(isinstance(try_to_load_from_cache(name, file), str) for name, file in files):
                 model, controlnet = save_tiny_stable_diffusion(Path(tmp) / "sd15", layout=SD15_LAYOUT_CONFIG)
-                argv += [
-                    "--model",
-                    str(model),
-                    "--controlnet",
-                    str(controlnet),
-                    "--segmenter",
-                    "tiny",
-                    "--max_lbce",
-                    "9",
-                ]
+                argv += ["--model", str(model), "--controlnet", str(controlnet)]
+                argv += ["--segmenter", "tiny", "--max_lbce", "9", "--min_classes", "0"]
                 what = "SD 1.5 layout, random weights"
         config = parse_config(script.DiffusionPairsConfig, argv)
         for sub in ("data", ".progress"):
