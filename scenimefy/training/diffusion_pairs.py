@@ -51,6 +51,7 @@ from scenimefy.training.diffusion_models import (
 )
 from scenimefy.training.shards import (
     atomic_write,
+    marker_path,
     png,
     read_markers,
     remove_leftovers,
@@ -120,8 +121,9 @@ def photo_seed(base_seed: int, index: int) -> int:
 # ---------------------------------------------------------------- start-up checks
 
 
-def check(config: Any) -> None:
-    """Every setting that cannot work, before a model loads or a file is written."""
+def check(config: Any) -> Any:
+    """Every setting that cannot work, before a model loads or a file is written; returns the photos
+    (:func:`photo_source`)."""
     checks.require(config.preset in PRESETS, f"--preset {config.preset}: unknown; use one of {', '.join(PRESETS)}")
     checks.require(
         0 < config.strength <= 1,
@@ -198,7 +200,7 @@ def check(config: Any) -> None:
             f"--resolution {config.resolution}: the UNet of --model {config.model} takes sides that are multiples "
             f"of {multiple} (VAE scale x UNet downsampling); use --resolution {fit}",
         )
-    photo_source(config)  # no photos: an error now
+    return photo_source(config)  # no photos: an error now
 
 
 def photo_source(config: Any):
@@ -260,6 +262,11 @@ class DiffusionPairMaker:
         cfg = self.config
         available = cfg.num_anime if cfg.anime_only else len(self.photos)
         return min(available, cfg.max_photos) if cfg.max_photos is not None and not cfg.anime_only else available
+
+    def block_length(self, block: int) -> int:
+        """How many photos (or anime images) block ``block`` holds in this run."""
+        start = block * self.config.block_size
+        return max(0, min(start + self.config.block_size, self.total) - start)
 
     def generate(self, photos: list[np.ndarray] | None, seeds: list[int]) -> np.ndarray:
         """(B, H, W, 3) uint8 anime images of ``photos`` (or from text alone), one generator per seed."""
@@ -352,11 +359,10 @@ def diffusion_pairs(config: Any) -> int:
     0, or 1 when the selection kept no pair."""
     from accelerate import Accelerator
 
-    check(config)  # before any model loads or file is written
+    photos = check(config)  # before any model loads or file is written
     accelerator = Accelerator()
     resolve_dtype(config.dtype, accelerator.device)
     out = Path(config.output_dir)
-    photos = photo_source(config)
     with tempfile.TemporaryDirectory(prefix="scenimefy-tiny-sd-") as tiny_dir:
         maker = DiffusionPairMaker(config, out, accelerator.device, photos, Path(tiny_dir))
     what = f"{maker.total} anime images" if config.anime_only else f"pairs from {maker.total} photos"
@@ -367,10 +373,11 @@ def diffusion_pairs(config: Any) -> int:
         print(f"generating {what} with {accelerator.num_processes} process(es) on {accelerator.device}")
     accelerator.wait_for_everyone()
 
+    num_blocks = math.ceil(maker.total / config.block_size)
     kept, candidates = run_blocks(
         accelerator,
         out,
-        math.ceil(maker.total / config.block_size),
+        num_blocks,
         maker.make_block,
         progress=lambda kept, candidates: candidates,
         total=maker.total,
@@ -380,14 +387,22 @@ def diffusion_pairs(config: Any) -> int:
             f"stopped after {candidates} of {maker.total} {'images' if config.anime_only else 'photos'}; "
             "run the same command again to continue where it stopped"
         ),
+        # --max_photos may change between runs: the last block may hold more or fewer photos now.
+        complete=lambda record: record["candidates"] == maker.block_length(record["block"]),
     )
 
     accelerator.wait_for_everyone()
     status = 0
     if accelerator.is_main_process:
+        for block in read_markers(out):  # blocks past a --max_photos lowered since they were made
+            if block >= num_blocks:
+                marker_path(out, block).unlink()
         remove_leftovers(out, read_markers(out))
         for path in out.glob(".tmp-*"):  # an anime image a killed run was writing
             path.unlink()
+        for path in out.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png") if config.anime_only else ():
+            if int(path.stem) >= maker.total:  # past a --num_anime lowered since they were made
+                path.unlink()
         if config.anime_only:
             print(f"{candidates} anime images -> {out}")
         else:

@@ -155,8 +155,12 @@ def run_blocks(
     unit: str,
     enough: Callable[[int], bool] = lambda kept: False,
     stopped: Callable[[int, int], str],
+    complete: Callable[[dict], bool] = lambda record: True,
 ) -> tuple[int, int]:
     """Make every block not finished yet, process p of P taking blocks p, p+P, ... in rounds.
+
+    A block counts as finished when it has a marker that ``complete(marker)`` accepts (a block
+    that now holds more candidates than when it was made is made again).
 
     After each round the processes' (kept, candidates) counts are gathered, so all of them see the
     same totals and stop together once ``enough(kept)``. The bar shows ``progress(kept,
@@ -175,7 +179,9 @@ def run_blocks(
             block = first + rank
             record = {"kept": 0, "candidates": 0}
             if block < num_blocks:
-                record = read_marker(out, block) or make_block(block)
+                record = read_marker(out, block)
+                if record is None or not complete(record):
+                    record = make_block(block)
             counts = accelerator.gather(
                 torch.tensor([[record["kept"], record["candidates"]]], device=accelerator.device)
             )

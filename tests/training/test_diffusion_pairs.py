@@ -173,6 +173,18 @@ def test_same_seed_gives_byte_identical_pairs_and_another_seed_other_ones(
     assert [r["real"] for r in rows(other)] == [r["real"] for r in rows(reference)[:2]]
 
 
+def test_max_photos_may_grow_and_shrink_between_runs(script, models, photos, segmenter, reference, tmp_path):
+    out = tmp_path / "pairs"
+    assert run_in_process(script, args(models, photos, out, segmenter, max_photos=3)) == 0  # block 1: 1 photo
+    assert rows(out)[:2] == rows(reference)[:2]  # block 0 as in the reference (a batch of 1 may differ in bits)
+    assert [r["seed"] for r in rows(out)] == [r["seed"] for r in rows(reference)[:3]]
+    assert run_in_process(script, args(models, photos, out, segmenter)) == 0  # block 1 made again, block 2 added
+    assert rows(out) == rows(reference)
+    assert run_in_process(script, args(models, photos, out, segmenter, max_photos=4)) == 0  # block 2 dropped
+    assert rows(out) == rows(reference)[:4]
+    assert "photos turned into candidates: 4;" in (out / "README.md").read_text()
+
+
 def test_selection_of_stage_2_filters_the_pairs(script, models, photos, segmenter, reference, tmp_path):
     lbce = [r["lbce"] for r in rows(reference)]
     ordered = sorted(lbce)
@@ -247,6 +259,8 @@ def test_anime_only_writes_the_unpaired_anime_set(script, models, tmp_path):
         marker.unlink()
     assert run_in_process(script, argv) == 0
     assert (out / "000000.png").read_bytes() == first
+    assert run_in_process(script, [*argv, "--num_anime=1"]) == 0  # fewer: the others go
+    assert sorted(p.name for p in out.glob("*.png")) == ["000000.png"]
 
 
 # ---------------------------------------------------------------- settings that cannot work
