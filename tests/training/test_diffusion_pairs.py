@@ -422,3 +422,12 @@ def test_photos_from_a_datasets_folder_give_the_same_pairs(script, models, photo
     got = rows(out)
     assert [r["anime"] for r in got] == [r["anime"] for r in rows(reference)[:2]]
     assert [r["photo"] for r in got] == [f"{tmp_path / 'ds'}[train][{i}]" for i in range(2)]
+
+
+def test_a_checkpoint_missing_offline_is_one_line_and_writes_nothing(script, photos, tmp_path):
+    from scenimefy.hub.download import WeightsUnavailableError
+
+    argv = args(("someone/not-cached", None), photos, tmp_path / "out", controlnet="none")
+    with pytest.raises(WeightsUnavailableError, match="someone/not-cached' could not be loaded \\(offline") as err:
+        run_in_process(script, argv)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
