@@ -204,6 +204,51 @@ def check_training(device: torch.device, tiny: bool, reps: int) -> None:
     )
 
 
+def check_diffusion_pairs(device: torch.device, tiny: bool, reps: int) -> None:
+    """Diffusion pairs (docs/diffusion-pairs.md): photos -> SD img2img + canny ControlNet -> L_BCE and
+    edge scores, through the stage's own code on the shared sample photos. --tiny / CPU: the tiny
+    preset. GPU: the real recipe (train/diffusion_pairs.py defaults, 512 px) when its weights are in
+    the Hugging Face cache, else SD 1.5's layout with random weights and a tiny segmenter (the same
+    diffusion compute: nothing can be downloaded on the GPU machine)."""
+    import importlib.util
+    import sys
+
+    from huggingface_hub import try_to_load_from_cache
+
+    from scenimefy.training.config import parse_config
+    from scenimefy.training.diffusion_pairs import DiffusionPairMaker, photo_source
+    from scenimefy.training.tiny import SD15_LAYOUT_CONFIG, save_tiny_stable_diffusion
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("diffusion_pairs_script", repo / "train" / "diffusion_pairs.py")
+    script = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["--photos", str(SHARED / "samples"), "--output_dir", tmp, "--block_size", "4", "--batch_size", "4"]
+        what = "the real recipe"
+        if tiny or device.type != "cuda":
+            argv[:0], what = ["--config", str(repo / "train" / "configs" / "diffusion-pairs-tiny.yaml")], "tiny preset"
+        else:
+            defaults = script.DiffusionPairsConfig()
+            files = [(defaults.model, "model_index.json"), (defaults.controlnet, "config.json")]
+            files.append((defaults.segmenter, "config.json"))
+            if not all(isinstance(try_to_load_from_cache(name, file), str) for name, file in files):
+                model, controlnet = save_tiny_stable_diffusion(Path(tmp) / "sd15", layout=SD15_LAYOUT_CONFIG)
+                argv += ["--model", str(model), "--controlnet", str(controlnet)]
+                argv += ["--segmenter", "tiny", "--max_lbce", "9", "--min_classes", "0"]
+                what = "SD 1.5 layout, random weights"
+        config = parse_config(script.DiffusionPairsConfig, argv)
+        for sub in ("data", ".progress"):
+            (Path(tmp) / sub).mkdir(exist_ok=True)
+        maker = DiffusionPairMaker(config, Path(tmp), device, photo_source(config), Path(tmp) / "tiny")
+        print(f"\n== diffusion pairs: {what}, {config.resolution} px, {config.num_inference_steps} steps x strength "
+              f"{config.strength}, batch {config.batch_size} ==")  # fmt: skip
+        reset_peak(device)
+        seconds = timed(lambda: maker.make_block(1), device, reps) / config.block_size
+        print(f"{'photo -> pair + L_BCE + edge score':44s} {seconds:8.3f} s/pair  "
+              f"{seconds * 1000 / 3600:9.2f} h per 1,000 pairs  ({peak_mb(device)})")  # fmt: skip
+
+
 def paper_segmenter():
     """Mask2Former with the paper's Swin-B 384 layout and the 150 ADE20K labels, random weights."""
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
@@ -242,6 +287,7 @@ def main() -> None:
         check_video(device, args.tiny)
     if "training" in parts:
         check_training(device, args.tiny, reps)
+        check_diffusion_pairs(device, args.tiny, reps)
     print(f"\ndone in {time.perf_counter() - started:.0f} s")
 
 

@@ -21,3 +21,4 @@ def test_gpu_check_runs_every_part_at_tiny_sizes_on_cpu():
     assert "CPU:" in out and "eager fp32" in out and "frames/s" in out
     for stage in ("stage 1 StyleGAN2", "stage 1 fine-tuning", "stage 2 pair generation", "stage 3 translator"):
         assert stage in out and "steps/s" in out.split(stage)[1].splitlines()[0]
+    assert "diffusion pairs: tiny preset" in out and "h per 1,000 pairs" in out

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,6 +24,8 @@ from tests.support.paths import REPO, SAMPLES, SHARED
 
 DOC = REPO / "docs" / "quickstart-training.md"
 MARK = "__SCENIMEFY_BLOCK_DONE__"
+#: The page's second part: the diffusion-pairs branch, run after the page's data-folder block.
+BRANCH = "## Another branch: pairs from photos by a diffusion model"
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
@@ -56,7 +59,7 @@ def user_env(tmp_path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
-    blocks = fenced_blocks(DOC.read_text())
+    blocks = fenced_blocks(DOC.read_text().split(BRANCH)[0])
     shell = [code for lang, code in blocks if lang == "bash"]
     python = [code for lang, code in blocks if lang == "python"]
     assert len(shell) == 7 and len(python) == 1, "the page: data folders, 5 stages, publish; one Python block"
@@ -130,3 +133,36 @@ def test_quickstart_commands_train_publish_and_stylize(checkout, tmp_path):
         with Image.open(out / name) as image:
             image.load()
             assert image.size == photo.size and image.mode == "RGB"
+
+
+@pytest.mark.slow
+def test_quickstart_diffusion_branch_photos_to_pairs_to_translator_to_stylized(checkout, tmp_path):
+    """photos -> diffusion pairs (+ selection) -> the anime set -> stage 3 tiny -> stylize, verbatim."""
+    main, branch = DOC.read_text().split(BRANCH)
+    data = [code for lang, code in fenced_blocks(main) if lang == "bash"][0]
+    shell = [code for lang, code in fenced_blocks(branch.split("## What to try next")[0]) if lang == "bash"]
+    assert len(shell) == 4 and "diffusion-pairs-tiny.yaml" in shell[0] and "--anime_only true" in shell[1]
+    assert "--paired_data outputs/tiny/diffusion-pairs" in shell[2] and shell[3].startswith("scenimefy stylize")
+    script = "set -euo pipefail\n" + "".join(f"{code}\necho {MARK} $(date +%s.%N) >&2\n" for code in [data, *shell])
+    start = time.time()
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=checkout, env=user_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "Traceback" not in done.stderr
+    marks = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(MARK)]
+    seconds = [round(b - a, 1) for a, b in zip([start, *marks], marks)][1:]
+    print(f"\nbranch seconds (pairs, anime, translator, stylize): {seconds}")
+
+    out = checkout / "outputs" / "tiny"
+    photos = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
+    card = (out / "diffusion-pairs" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["dataset_info"]["splits"][0]["num_examples"] == min(8, len(photos))
+    assert "## Pairs report" in card and "Mamoru Hosoda" in card  # the preset's prompt, named in the card
+    assert sorted(p.name for p in (out / "diffusion-anime").glob("*.png")) == [f"{i:06d}.png" for i in range(8)]
+    record = json.loads((out / "translator-diffusion" / "translator" / "training_config.json").read_text())
+    assert record["data"]["paired_data"] == "outputs/tiny/diffusion-pairs"
+    for name in photos:
+        with Image.open(out / "anime-diffusion" / (Path(name).stem + ".png")) as image, Image.open(SAMPLES / name) as p:
+            assert image.size == p.size

@@ -7,7 +7,10 @@
 - ``tracking``: the JSON-lines metrics tracker and the accelerate trackers a run reports to
 - ``stylegan``: stage 1, StyleGAN2 training and semantic-constrained fine-tuning (G_s, G_t)
 - ``pairs``: stage 2, pseudo-pair generation and segmentation-guided selection
+- ``diffusion_pairs`` (+ ``diffusion_models``, ``diffusion_card``): pairs from real photos by Stable
+  Diffusion + ControlNet, kept by the same selection (the paper's future work)
+- ``shards``: the resumable, block-sharded pairs dataset both pair stages write
 - ``translator``: stage 3, the semi-supervised translator (losses, networks, data, one train step)
 - ``distill``: stage 4 (Scenimefy-Lite), a small student distilled from a translator (teacher cache, losses, step)
-- ``tiny``: tiny random stand-ins for CLIP and Mask2Former, used by the ``*-tiny.yaml`` presets
+- ``tiny``: tiny random stand-ins for CLIP, Mask2Former and Stable Diffusion, used by the ``*-tiny.yaml`` presets
 """

@@ -8,7 +8,8 @@ L_BCE(y_p, x_p) < max_lbce and x_p shows more than min_classes ADE20K classes.
 Candidates are cut into blocks of ``block_size``; process p of P handles blocks p, p+P, ...
 Each finished block leaves a parquet shard (its kept pairs) and then a marker, both written
 under a temporary name and renamed, so a killed run loses at most the blocks in flight and a
-restart resumes from what is on disk. Results depend on the seed and block size only, not on
+restart resumes from what is on disk (``scenimefy.training.shards``, shared with the diffusion
+stage ``diffusion_pairs``). Results depend on the seed and block size only, not on
 batch size or process count. When N pairs are reached the main process keeps exactly the first N
 (in candidate order) and writes the dataset card (``scenimefy.hub.cards``). Output
 (``datasets.load_dataset(dir)``)::
@@ -23,20 +24,15 @@ batch size or process count. When N pairs are reached the main process keeps exa
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from datasets import Features, Image, Value
-from PIL import Image as PILImage
 
 from scenimefy.data.pixels import to_uint8
 from scenimefy.hub.download import WeightsUnavailableError, download_hub_folder, load_segmenter
@@ -44,6 +40,18 @@ from scenimefy.losses.segmentation import keep_pairs
 from scenimefy.models.stylegan2 import StyleGAN2Generator
 from scenimefy.training import checks
 from scenimefy.training.config import ConfigError, config_to_dict
+from scenimefy.training.shards import (
+    atomic_write,
+    hub_front_matter,
+    png,
+    read_markers,
+    remove_leftovers,
+    run_blocks,
+    shard_path,
+    shard_rows,
+    write_marker,
+    write_rows,
+)
 from scenimefy.training.tiny import RANDOM_SEGMENTER_LBCE, TINY, tiny_segmenter
 
 FEATURES = Features(
@@ -106,50 +114,12 @@ def check(config: Any) -> None:
 # ---------------------------------------------------------------- files on disk
 
 
-def shard_path(out: Path, block: int) -> Path:
-    return out / "data" / f"train-b{block:06d}.parquet"
-
-
-def marker_path(out: Path, block: int) -> Path:
-    return out / ".progress" / f"block-{block:06d}.json"
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename: readers and restarts never see a partial file."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def read_marker(out: Path, block: int) -> dict | None:
-    path = marker_path(out, block)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def start_run(out: Path, config: Any) -> None:
     """Create the folders; refuse to resume a run whose pair-defining settings differ."""
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    (out / ".progress").mkdir(exist_ok=True)
+    from scenimefy.training import shards
+
     settings = {key: config_to_dict(config)[key] for key in CONTENT_KEYS}
-    for key in ("source", "target", "segmenter"):  # one folder, however it is spelled
-        if Path(settings[key]).exists():
-            settings[key] = str(Path(settings[key]).resolve())
-    run_file = out / ".progress" / "run.json"
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        changed = sorted(k for k in CONTENT_KEYS if previous.get(k) != settings[k])
-        if changed:
-            raise ConfigError(
-                f"{out} holds a run with different {changed} ({[previous.get(k) for k in changed]}); "
-                "use another --output_dir or the same settings"
-            )
-    else:
-        atomic_write(run_file, lambda p: p.write_text(json.dumps(settings, indent=1)))
-
-
-def write_rows(path: Path, rows: dict[str, list]) -> None:
-    table = pa.Table.from_pydict(FEATURES.encode_batch(rows), schema=FEATURES.arrow_schema)
-    atomic_write(path, lambda p: pq.write_table(table, p))
+    shards.start_run(out, settings, path_keys=("source", "target", "segmenter"))
 
 
 # ---------------------------------------------------------------- models
@@ -166,12 +136,6 @@ def load_generator(name: str, device: torch.device, dtype: torch.dtype) -> Style
                 "checkpoint with `scenimefy convert lhq-220000.pt DIR`, or download the repo once online."
             ) from None
     return StyleGAN2Generator.from_pretrained(folder, dtype=dtype).to(device).eval().requires_grad_(False)
-
-
-def png(image: torch.Tensor) -> dict:
-    buffer = io.BytesIO()
-    PILImage.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
 
 
 class PairMaker:
@@ -222,17 +186,13 @@ class PairMaker:
                 rows["lbce"].append(float(lbce[j]))
                 rows["classes"].append(int(classes[j]))
         if rows["seed"]:
-            write_rows(shard_path(self.out, block), rows)
+            write_rows(shard_path(self.out, block), rows, FEATURES)
         record = {"block": block, "candidates": cfg.block_size, "kept": len(rows["seed"])}
-        atomic_write(marker_path(self.out, block), lambda p: p.write_text(json.dumps(record)))
+        write_marker(self.out, block, record)
         return record
 
 
 # ---------------------------------------------------------------- finishing
-
-
-def shard_rows(path: Path) -> int:
-    return pq.read_metadata(path).num_rows if path.is_file() else 0
 
 
 def finalize(out: Path, num_pairs: int, maker: PairMaker) -> int:
@@ -241,8 +201,7 @@ def finalize(out: Path, num_pairs: int, maker: PairMaker) -> int:
     Idempotent: shards past the cut are removed, the shard at the cut is truncated. A shard with
     fewer rows than needed (truncated by an earlier run that asked for fewer pairs) is redone.
     """
-    markers = sorted((out / ".progress").glob("block-*.json"))
-    records = {r["block"]: r for r in (json.loads(p.read_text()) for p in markers)}
+    records = read_markers(out)
     need = num_pairs
     for block in sorted(records):
         want = min(records[block]["kept"], need)
@@ -253,25 +212,9 @@ def finalize(out: Path, num_pairs: int, maker: PairMaker) -> int:
         if want == 0:
             path.unlink(missing_ok=True)
         elif shard_rows(path) > want:
-            write_rows(path, pq.read_table(path).slice(0, want).to_pydict())
-    for path in (out / "data").glob("train-b*.parquet"):  # shards of blocks that never finished
-        if int(path.stem[len("train-b") :]) not in records:
-            path.unlink()
-    for path in [*(out / "data").glob(".tmp-*"), *(out / ".progress").glob(".tmp-*")]:  # left by a killed run
-        path.unlink()
+            write_rows(path, pq.read_table(path).slice(0, want).to_pydict(), FEATURES)
+    remove_leftovers(out, records)
     return num_pairs - need
-
-
-def uncompressed_bytes(path: Path) -> int:
-    meta = pq.read_metadata(path)
-    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-
-
-def size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"
 
 
 def dataset_card(out: Path, config: Any, size: int) -> str:
@@ -284,22 +227,9 @@ def dataset_card(out: Path, config: Any, size: int) -> str:
     classes = np.concatenate([t["classes"].to_numpy() for t in columns]) if columns else np.zeros(0)
     n = len(lbce)
     lbce_summary = f"mean {lbce.mean():.4f}, min {lbce.min():.4f}, max {lbce.max():.4f}" if n else "-"
-    records = [json.loads(p.read_text()) for p in (out / ".progress").glob("block-*.json")]
+    records = read_markers(out).values()
     candidates, kept = sum(r["candidates"] for r in records), sum(r["kept"] for r in records)
-    num_bytes = sum(uncompressed_bytes(p) for p in shards)
-    features = [{"name": k, "dtype": "image" if k in ("real", "anime") else FEATURES[k].dtype} for k in FEATURES]
-    front = {
-        "task_categories": ["image-to-image"],
-        "tags": ["scenimefy", "anime", "pseudo-paired", "stylegan2"],
-        "size_categories": [size_category(n)],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-        "dataset_info": {
-            "features": features,
-            "splits": [{"name": "train", "num_bytes": num_bytes, "num_examples": n}],
-            "download_size": sum(p.stat().st_size for p in shards),
-            "dataset_size": num_bytes,
-        },
-    }
+    front = hub_front_matter(out, FEATURES, n, ["stylegan2"])
     segmenter = "a randomly initialised tiny Mask2Former (smoke test)" if config.segmenter == TINY else config.segmenter
     summary = (
         f"{n} pseudo pairs (real scene `real`, anime scene `anime`) rendered from the same latent by a source "
@@ -336,9 +266,6 @@ def generate_pairs(config: Any) -> int:
     """The whole stage under accelerate (see the module docstring); returns the exit status:
     0, or 1 when fewer than ``num_pairs`` passed the selection within ``max_candidates``."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    from scenimefy.training.loop import TrainingStopped
 
     check(config)
     accelerator = Accelerator()
@@ -352,34 +279,21 @@ def generate_pairs(config: Any) -> int:
     accelerator.wait_for_everyone()
 
     max_candidates = config.max_candidates if config.max_candidates is not None else 20 * config.num_pairs
-    num_blocks = math.ceil(max_candidates / config.block_size)
-    procs, rank = accelerator.num_processes, accelerator.process_index
-    kept = candidates = 0
-    bar = tqdm(total=config.num_pairs, desc="pairs", unit="pair", disable=not accelerator.is_main_process)
-    try:
-        for first in range(0, num_blocks, procs):  # one round: blocks first .. first + procs - 1
-            block = first + rank
-            record = {"kept": 0, "candidates": 0}
-            if block < num_blocks:
-                record = read_marker(out, block) or maker.make_block(block)
-            counts = accelerator.gather(
-                torch.tensor([[record["kept"], record["candidates"]]], device=accelerator.device)
-            )
-            kept, candidates = kept + int(counts[:, 0].sum()), candidates + int(counts[:, 1].sum())
-            bar.update(min(kept, config.num_pairs) - bar.n)
-            bar.set_postfix(accept=f"{kept / max(candidates, 1):.1%}", candidates=candidates)
-            if kept >= config.num_pairs:
-                break
-    except KeyboardInterrupt as interrupt:
-        bar.close()
-        raise TrainingStopped(
-            candidates,
-            None,
-            terminated=type(interrupt).__name__ == "Terminated",
-            message=f"stopped after {candidates} candidates ({min(kept, config.num_pairs)} of {config.num_pairs} pairs "
-            "kept); run the same command again to continue where it stopped",
-        ) from None
-    bar.close()
+    kept, candidates = run_blocks(
+        accelerator,
+        out,
+        math.ceil(max_candidates / config.block_size),
+        maker.make_block,
+        progress=lambda kept, candidates: kept,
+        total=config.num_pairs,
+        desc="pairs",
+        unit="pair",
+        enough=lambda kept: kept >= config.num_pairs,
+        stopped=lambda kept, candidates: (
+            f"stopped after {candidates} candidates ({min(kept, config.num_pairs)} of {config.num_pairs} pairs "
+            "kept); run the same command again to continue where it stopped"
+        ),
+    )
 
     accelerator.wait_for_everyone()
     status = 0

@@ -14,12 +14,14 @@ SCRIPTS = {
     "finetune_stylegan": "FinetuneStyleGANConfig",
     "generate_pairs": "GeneratePairsConfig",
     "train_translator": "TrainTranslatorConfig",
+    "diffusion_pairs": "DiffusionPairsConfig",
 }
 PRESETS = {
     "train_stylegan": "stylegan-tiny.yaml",
     "finetune_stylegan": "finetune-tiny.yaml",
     "generate_pairs": "pairs-tiny.yaml",
     "train_translator": "translator-tiny.yaml",
+    "diffusion_pairs": "diffusion-pairs-tiny.yaml",
 }
 
 
@@ -88,5 +90,7 @@ def test_tiny_presets_parse_and_chain(script):
         assert getattr(config, name) == value  # each stage reads the previous stage's output_dir
     if script == "finetune_stylegan":
         assert config.random_priors and config.clip_model == "tiny"
-    if script == "generate_pairs":
+    if script in ("generate_pairs", "diffusion_pairs"):
         assert config.segmenter == "tiny" and config.max_lbce > 5.02 and config.min_classes == 0
+    if script == "diffusion_pairs":
+        assert config.model == config.controlnet == "tiny"
