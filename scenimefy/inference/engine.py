@@ -51,7 +51,7 @@ def translate(
         memory_budget: bytes of activations one image may use; larger images run tiled.
             Default 3 GiB on CPU (env SCENIMEFY_MEMORY_BUDGET); on CUDA half the free memory,
             the allocator's cached free blocks included. On CUDA an image with a map past the
-            kernels' 32-bit index limit (~33 MP) runs tiled whatever the budget.
+            kernels' 32-bit index limit (above ~16 MP) runs tiled whatever the budget.
         tile_size: force tiling with tiles of this many pixels a side (multiple of 16).
         norm_stats: a hook on the InstanceNorm statistics (default None: each image its own,
             unchanged behaviour). ``norm_stats(layer, mean, var)`` is called once per norm layer

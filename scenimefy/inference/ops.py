@@ -218,7 +218,8 @@ def reflect_pad(x: torch.Tensor, pads: tuple[int, int, int, int], keep_layout: b
     n, c, h, w = x.shape
     if max(left, right) >= w or max(top, bottom) >= h:
         raise ValueError(f"reflect padding {pads} needs a map larger than {h}x{w}")
-    out = x.new_empty((n, c, h + top + bottom, w + left + right), memory_format=torch.channels_last)
+    size = (n, c, h + top + bottom, w + left + right)
+    out = torch.empty(size, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     out[:, :, top : top + h, left : left + w] = x
     if top:
         out[:, :, :top, left : left + w] = x[:, :, 1 : top + 1].flip(2)

@@ -27,7 +27,7 @@ DEFAULT_MEMORY_BUDGET = 3 * 1024**3
 MAX_TILE_WORKSPACE = 512 * 1024**2
 #: CUDA's reflection / replication pad kernels (and others) index with 32 bits: a map of more
 #: elements raises there ("input tensor must fit into 32-bit index math"), so images that would
-#: hold one run tiled on CUDA whatever the budget (a 64-channel map passes it at ~33 MP).
+#: hold one run tiled on CUDA whatever the budget (the full-size 128-channel map passes it at ~16.7 MP).
 CUDA_INDEX_LIMIT = 2**31 - 1
 #: Margin for the padding around a map (the 7x7 reflect-padded stem and head: 3 a side).
 _PAD_MARGIN = 6

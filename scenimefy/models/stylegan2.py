@@ -130,10 +130,10 @@ class ModulatedConv2d(nn.Module):
         styles = self.modulation(style)  # (B, C_in)
         weight = self.weight[0] * self.scale  # (C_out, C_in, k, k)
         if self.demodulate and runs_in_fp16(x):
-            # As StyleGAN2-ADA, "to avoid FP16 overflow": the conv's input and weights are scaled to
-            # a max of 1 (per sample / per output channel) first; demodulation divides the same
-            # factors out again, so the result is unchanged up to the 1e-8 in the norm.
-            weight = weight / weight.abs().amax(dim=(1, 2, 3), keepdim=True)
+            # As StyleGAN2-ADA, "to avoid FP16 overflow": styles scaled to a max of 1 per sample,
+            # weights to a max of 1/sqrt(fan_in) per output channel, before the fp16 conv;
+            # demodulation divides the same factors out again (result unchanged up to its 1e-8).
+            weight = weight * (self.scale / weight.abs().amax(dim=(1, 2, 3), keepdim=True))
             styles = styles / styles.abs().amax(dim=1, keepdim=True)
         x = x * styles.view(batch, -1, 1, 1)
         if self.upsample:
