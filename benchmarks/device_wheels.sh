@@ -5,9 +5,15 @@
 # pillow, safetensors, huggingface-hub, transformers, accelerate, tqdm, pyyaml, regex, timm, scipy,
 # requests, filelock (/work/.library/device/KINDS.md, 'Python packages already there'); the
 # check also imports diffusers (the models' ModelMixin), av (video), open_clip_torch and lpips
-# (stage 1 fine-tuning), and their needs missing there: ftfy, wcwidth, importlib-metadata.
-# Versions are requirements.txt's pins; nothing travels with --no-deps' guesswork: the list below
-# is complete (docs/inference.md says how that was checked).
+# (stage 1 fine-tuning), and their needs missing there: ftfy and wcwidth (diffusers' importlib_metadata
+# is for Python < 3.8 only). Versions are requirements.txt's pins (ftfy and wcwidth: the venv's).
+#
+# The list is complete, checked by hand (docs/inference.md): a fresh venv with only the GPU
+# machine's packages (KINDS.md's versions where it gives them, the local CPU torch 2.13.0 standing
+# in for its CUDA build), these wheels installed as below into /tmp/site, and
+#   PYTHONPATH=/tmp/site:. SCENIMEFY_SHARED=/nonexistent python benchmarks/gpu_check.py --tiny
+# passes. On the device machine, before the check (.whl carried):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 #
 #   benchmarks/device_wheels.sh            # then carry .whl to the device machine (<= 64 MiB)
 set -euo pipefail
@@ -21,7 +27,6 @@ WHEELS=(
   "$(pin lpips)"
   ftfy==6.3.1
   wcwidth==0.9.5
-  importlib-metadata==10.2.0
 )
 PLATFORMS=()
 for n in 17 24 27 28 31 34 35; do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done

@@ -164,7 +164,7 @@ def install(args: argparse.Namespace) -> int:
     choice = choose(gather(args, versions), versions, os.environ.get(FORCE_ENV) or None)
     print(f"torch: {choice.build} build: {choice.why}")
     cmd = [sys.executable, "-m", "pip", "install", "-q", *choice.pip_args]
-    print("torch: " + " ".join(shlex.quote(c) for c in cmd[1:]))
+    print("torch: pip " + " ".join(shlex.quote(c) for c in cmd[3:]))
     if args.dry_run:
         return 0
     result = subprocess.run(cmd, check=False)
