@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scenimefy._tf32 import _tf32_flags, no_tf32
 from scenimefy.inference import translate
 from scenimefy.inference.graph import ops_for
-from scenimefy.inference.ops import reflect_pad
+from scenimefy.inference.padding import reflect_pad
 from scenimefy.inference.runtime import choose_settings
 from scenimefy.inference.tiling import CUDA_INDEX_LIMIT, cuda_budget, largest_map, runs_untiled, untiled_bytes
 from scenimefy.models import ScenimefyTranslator
