@@ -117,13 +117,15 @@ def pip_find_links() -> list[str]:
 
 
 def local_cpu_wheel(links: list[str], torch_pin: str) -> Path | None:
-    """The pinned CPU torch wheel in a local find-links folder (``file://`` URLs included)."""
+    """The pinned CPU torch wheel for this Python in a local find-links folder (``file://`` URLs too)."""
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
     for link in links:
         path = Path(unquote(urlparse(link).path)) if link.startswith("file:") else Path(link)
         if not path.is_dir():
             continue  # an index URL or a missing folder: nothing local
         for wheel in sorted(path.glob(f"torch-{torch_pin}+cpu-*.whl")):
-            return wheel
+            if python in wheel.name.split("-")[2].split("."):  # name-version-pythontag-abi-platform
+                return wheel
     return None
 
 

@@ -15,6 +15,7 @@ from tests.support.paths import REPO
 SCRIPT = REPO / "tools" / "torch_install.py"
 TORCH = "2.13.0"  # requirements.txt's pins, which the script reads
 VISION = "0.28.0"
+PY = f"cp{sys.version_info.major}{sys.version_info.minor}"  # the Python the script runs on
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -37,7 +38,7 @@ def wheels(tmp_path: Path) -> Path:
     """A find-links folder holding the pinned CPU wheel (its name is all the decision reads)."""
     folder = tmp_path / "wheels"
     folder.mkdir()
-    (folder / f"torch-{TORCH}+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    (folder / f"torch-{TORCH}+cpu-{PY}-{PY}-manylinux_2_28_x86_64.whl").write_bytes(b"")
     return folder
 
 
@@ -57,9 +58,10 @@ def test_linux_without_gpu_or_local_wheel_takes_the_cpu_index():
     assert pip.endswith(f"install -q {index} torch=={TORCH}+cpu torchvision=={VISION}+cpu")
 
 
-def test_a_wheel_of_another_version_is_not_the_local_build(tmp_path):
-    (tmp_path / "torch-2.12.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
-    (tmp_path / f"torch-{TORCH}-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")  # a CUDA build
+def test_a_wheel_of_another_version_or_python_is_not_the_local_build(tmp_path):
+    (tmp_path / f"torch-2.12.0+cpu-{PY}-{PY}-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    (tmp_path / f"torch-{TORCH}-{PY}-{PY}-manylinux_2_28_x86_64.whl").write_bytes(b"")  # a CUDA build
+    (tmp_path / f"torch-{TORCH}+cpu-cp27-cp27mu-manylinux1_x86_64.whl").write_bytes(b"")  # another Python
     assert "cpu build" in decision("--os", "linux", "--gpu", "no", "--find-links", str(tmp_path))[0]
 
 
