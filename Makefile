@@ -6,13 +6,17 @@ export GRADIO_ANALYTICS_ENABLED := False
 
 .PHONY: install demo test test-fast lint format bench gpu-check browser-deps clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# tools/torch_install.py chooses the torch build for this machine and says why (a local CPU wheel
+# pip finds, PyTorch's CPU index on Linux without an NVIDIA GPU, PyPI's CUDA build with one, the
+# default wheel on macOS); `verify` then fails a CPU choice that pulled CUDA packages.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml tools/torch_install.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) tools/torch_install.py install
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -c "import scenimefy._torchvision as t; print('torchvision start-up hook:', t.install_startup_hook())"
-	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then echo "CUDA packages were installed: check the torch pin" >&2; exit 1; fi
+	$(PY) tools/torch_install.py verify
 	touch $@
 
 install: $(STAMP)

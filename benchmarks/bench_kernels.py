@@ -103,7 +103,7 @@ def main() -> int:
     inputs = {(w, h): torch.rand(1, 3, h, w) * 2 - 1 for w, h in sizes}
 
     print("== 1. per layer: trial times (ms, best of the trial's runs) and the chosen kernel")
-    for name, model in models.items():
+    for model in models.values():
         for w, h in sizes:
             translate(model, inputs[w, h])  # the trial runs here
     for key, decision in sorted(CHOOSER.decisions().items()):

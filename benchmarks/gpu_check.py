@@ -1,31 +1,47 @@
-"""One short check of the toolkit on a GPU: inference latency, video frames/s, training steps/s.
+"""The device check: does the toolkit compute the right thing, fast, on a GPU? One command, <= 8 min on an H100.
 
-    python benchmarks/gpu_check.py                 # on a CUDA machine: paper sizes, ~5 min
-    python benchmarks/gpu_check.py --tiny          # anywhere (CPU): tiny sizes, keeps it correct
+    python benchmarks/gpu_check.py                 # on a CUDA machine: paper sizes
+    python benchmarks/gpu_check.py --tiny          # anywhere (CPU): tiny sizes, keeps it correct (tests)
     make gpu-check                                 # the first, with the output in gpu-check.log
 
-Parts (each prints one table row per measurement, with the peak device memory it took):
+On the bare GPU machine (no install, its own python3; docs/inference.md has the exact command):
+``benchmarks/device_wheels.sh`` here prepares the wheels of what that machine lacks, then there
+``PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py``.
 
-1. inference: a 1920x1080 frame and a 1024x1024 image through ``translate`` (fp16 on CUDA, the
-   CPU's fast path on CPU) against the authors' path (fp32 eager ``model(x)``), parity weights;
-2. video: ``stylize_video`` on the test clip (../shared/data/video/hanami.mp4), frames/s;
-3. training: a few steps of each stage at the paper's sizes with random weights (nothing can be
-   downloaded on the GPU machine either): StyleGAN2 G+D at 256 px (stage 1), the semantic-
-   constrained fine-tuning step of G_t with a random ViT-B-32 CLIP and LPIPS (stage 1), pair
-   generation = G_s + G_t + Mask2Former (Swin-B layout, random) on a batch (stage 2), and the
-   semi-supervised translator step on 256 px crops (stage 3); steps/s after a warm-up step.
+Steps (``STEPS``, in order; ``--steps`` picks some; each prints its rows, failures end the run
+with exit status 1):
 
-``--tiny`` shrinks every network and size so the whole script runs in a minute on a CPU; the
-figures then only show that each part runs.
+* ``parity``: ``translate`` in the fast path (fp16 on CUDA) against fp32 with TF32 off (exact
+  mode, the reference) at 1024x1024, 1920x1080 and 4K in tiles: mean / max difference (in 8-bit
+  levels), NaN check, latency of both and of the authors' eager fp32 ``model(x)``, peak GPU memory;
+* ``video``: ``scenimefy video`` (``stylize_video``) on the test clip: frames/s, peak memory;
+* ``diffusion``: the diffusion-pairs stage (docs/diffusion-pairs.md): s/pair and h per 1,000 pairs
+  with the tiny preset (CPU, ``--tiny``) or the real recipe / SD 1.5's layout at 512 px (GPU);
+* ``training``: for each precision (``fp16``, ``bf16``) one ``accelerate launch
+  --mixed_precision <p>`` of this script, which runs a few steps of every training stage at the
+  paper's sizes with random weights (``TRAINING_STAGES``): StyleGAN2 G_s (256 px) with R1 and path
+  length every step, the fine-tuning of G_t (CLIP ViT-B-32 + LPIPS + D with R1), pair generation
+  (G_s + G_t + Mask2Former Swin-B) and the translator (256 px crops); each loss must stay finite;
+  steps/s after a warm-up step and peak memory.
+
+A step is a function ``step(check: Check) -> None``; a training stage is a function
+``stage(run: StageRun) -> None``: adding one is adding a function to one of the two lists.
+
+Weights: the parity checkpoint (``../shared/parity/net_G.pth``, ``--weights``) when it is there,
+else a seeded random translator (the device machine has neither ../shared nor a network).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,13 +50,44 @@ import torch
 from common import SHARED, cpu_line
 
 import scenimefy  # noqa: F401  (before torchvision)
-from scenimefy.hub.convert import load_reference_translator
-from scenimefy.inference import ScenimefyPipeline, choose_settings, translate
-from scenimefy.inference.video import stylize_video
+from scenimefy._tf32 import no_tf32
 from scenimefy.models import ScenimefyTranslator, StyleGAN2Discriminator, StyleGAN2Generator
 
 WEIGHTS = SHARED / "parity" / "net_G.pth"
 CLIP = SHARED / "data" / "video" / "hanami.mp4"
+PRECISIONS = ("fp16", "bf16")
+#: Fast path vs fp32 at which the parity step fails: mean / max absolute difference in 8-bit levels.
+#: Measured on CPU bf16 (~1.4 mean on photos); fp16 has 3 more mantissa bits.
+MAX_MEAN_LEVELS, MAX_MAX_LEVELS = 2.0, 64.0
+
+
+@dataclass
+class Check:
+    device: torch.device
+    tiny: bool
+    reps: int
+    weights: Path | None
+    failures: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.failures.append(message)
+        print(f"FAILED: {message}")
+
+    def translator(self) -> ScenimefyTranslator:
+        if self.tiny:
+            torch.manual_seed(0)
+            return ScenimefyTranslator(ngf=8, n_blocks=2).eval().to(self.device)
+        if self.weights is not None and self.weights.is_file():
+            from scenimefy.hub.convert import load_reference_translator
+
+            return load_reference_translator(self.weights).to(self.device)
+        torch.manual_seed(0)
+        from scenimefy.training.translator import init_weights
+
+        return init_weights(ScenimefyTranslator()).eval().to(self.device)
+
+
+# ------------------------------------------------------------------------------- measuring
 
 
 def sync(device: torch.device) -> None:
@@ -69,139 +116,278 @@ def timed(fn: Callable[[], object], device: torch.device, reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
-def check_inference(device: torch.device, tiny: bool, reps: int) -> None:
-    print("\n== inference: translate (fast path) vs the authors' path (fp32 eager) ==")
-    if tiny:
-        model, sizes = ScenimefyTranslator(ngf=8, n_blocks=2).eval().to(device), [(64, 96), (64, 64)]
+# ------------------------------------------------------------------------------- steps
+
+
+def step_parity(check: Check) -> None:
+    """translate's fast path vs fp32 without TF32, at the sizes people use, and 4K in tiles."""
+    from scenimefy.inference import choose_settings, translate
+
+    print("\n== parity: translate fast path vs fp32 (TF32 off), latency, peak memory ==")
+    device, model = check.device, check.translator()
+    print(f"fast path: {choose_settings(device).reason}; weights: {describe_weights(check)}")
+    if check.tiny:
+        cases = [("1024x1024", 64, 64, None), ("1920x1080", 64, 96, None), ("3840x2160 tiled", 96, 160, 32)]
     else:
-        model, sizes = load_reference_translator(WEIGHTS).to(device), [(1080, 1920), (1024, 1024)]
-    print(f"fast path: {choose_settings(device).reason}")
-    for h, w in sizes:
-        x = torch.rand(1, 3, h + -h % 4, w + -w % 4, device=device) * 2 - 1
+        cases = [
+            ("1024x1024", 1024, 1024, None),
+            ("1920x1080", 1080, 1920, None),
+            ("3840x2160 tiled", 2160, 3840, 1024),
+        ]
+    generator = torch.Generator().manual_seed(0)
+    for name, h, w, tile in cases:
+        x = smooth_image(h, w, generator).to(device)
         reset_peak(device)
-        with torch.inference_mode():
-            eager = timed(lambda x=x: model(x), device, reps)
-        eager_mem = peak_mb(device)
+        exact = translate(model, x, exact=True, tile_size=tile)
+        t_exact = timed(lambda x=x, tile=tile: translate(model, x, exact=True, tile_size=tile), device, check.reps)
+        exact_mem = peak_mb(device)
         reset_peak(device)
-        fast = timed(lambda x=x: translate(model, x), device, reps)
+        fast = translate(model, x, tile_size=tile)
+        t_fast = timed(lambda x=x, tile=tile: translate(model, x, tile_size=tile), device, check.reps)
+        fast_mem = peak_mb(device)
+        levels = (fast - exact).abs() * 127.5
+        nan = bool(torch.isnan(fast).any() or torch.isnan(exact).any())
+        eager = ""
+        if tile is None:  # the authors' path: fp32 eager model(x), TF32 off
+            reset_peak(device)
+            with torch.inference_mode(), no_tf32(device):
+                t_eager = timed(lambda x=x: model(x), device, check.reps)
+            eager = f", eager fp32 {t_eager * 1e3:.1f} ms ({peak_mb(device)})"
+        mean, peak = levels.mean().item(), levels.max().item()
         print(
-            f"{w}x{h}: eager fp32 {eager * 1e3:8.1f} ms ({eager_mem}), fast {fast * 1e3:8.1f} ms "
-            f"({peak_mb(device)}): {eager / fast:.2f}x"
+            f"{name}: fast vs fp32 mean {mean:.3f} / max {peak:.2f} levels, NaN {'yes' if nan else 'no'}; "
+            f"fast {t_fast * 1e3:.1f} ms ({fast_mem}), exact fp32 {t_exact * 1e3:.1f} ms ({exact_mem}){eager}"
         )
+        if nan or not math.isfinite(mean):
+            check.fail(f"parity {name}: NaN in the output")
+        elif mean > MAX_MEAN_LEVELS or peak > MAX_MAX_LEVELS:
+            check.fail(f"parity {name}: fast path {mean:.2f} / {peak:.1f} levels from fp32")
 
 
-def check_video(device: torch.device, tiny: bool) -> None:
-    print("\n== video: stylize_video on the test clip ==")
-    if not CLIP.is_file():
-        print(f"skipped: {CLIP} not found")
-        return
-    if tiny:
-        pipe = ScenimefyPipeline(ScenimefyTranslator(ngf=8, n_blocks=2).eval()).to(device)
-        options = {"duration": 1.0, "max_side": 128}
-    else:
-        pipe = ScenimefyPipeline(load_reference_translator(WEIGHTS)).to(device)
-        options = {}
-    reset_peak(device)
+def smooth_image(h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    """A photo-like (1, 3, h, w) input in [-1, 1]: smooth colour fields plus a little noise."""
+    coarse = torch.rand(1, 3, max(2, h // 64), max(2, w // 64), generator=generator)
+    x = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    x = x + 0.03 * torch.randn(1, 3, h, w, generator=generator)
+    return x.clamp(0, 1) * 2 - 1
+
+
+def describe_weights(check: Check) -> str:
+    if check.tiny:
+        return "tiny random"
+    return str(check.weights) if check.weights is not None and check.weights.is_file() else "random (seeded)"
+
+
+def step_video(check: Check) -> None:
+    """``scenimefy video``'s work (stylize_video) on the test clip, or a synthetic clip without it."""
+    from scenimefy.inference import ScenimefyPipeline
+    from scenimefy.inference.video import stylize_video
+
+    print("\n== video: scenimefy video (stylize_video) ==")
+    pipe = ScenimefyPipeline(check.translator()).to(check.device)
+    options = {"duration": 1.0, "max_side": 128} if check.tiny else {}
     with tempfile.TemporaryDirectory() as folder:
-        result = stylize_video(pipe, CLIP, Path(folder) / "out.mp4", progress=False, **options)
+        clip = CLIP if CLIP.is_file() else synthetic_clip(Path(folder) / "clip.mp4", check.tiny)
+        reset_peak(check.device)
+        result = stylize_video(pipe, clip, Path(folder) / "out.mp4", progress=False, **options)
     print(
-        f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s: "
-        f"{result.frames_per_second:.2f} frames/s ({peak_mb(device)})"
+        f"{clip.name}: {result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s: "
+        f"{result.frames_per_second:.2f} frames/s ({peak_mb(check.device)})"
     )
+    if not result.frames:
+        check.fail("video: no frames written")
 
 
-def steps_per_second(name: str, step: Callable[[], object], device: torch.device, reps: int) -> None:
-    reset_peak(device)
-    seconds = timed(step, device, reps)
-    print(f"{name:44s} {1 / seconds:8.2f} steps/s  {seconds * 1e3:9.1f} ms/step  ({peak_mb(device)})")
+def synthetic_clip(path: Path, tiny: bool) -> Path:
+    """A 3 s 1280x720 (tiny: 1 s 160x96) H.264 clip of moving colour fields."""
+    import av
+    import numpy as np
+
+    w, h, frames = (160, 96, 25) if tiny else (1280, 720, 75)
+    yy, xx = np.mgrid[0:h, 0:w]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for t in range(frames):
+            rgb = np.stack([(xx + 4 * t) % 256, (yy + 2 * t) % 256, (xx + yy) // 8 % 256], axis=-1).astype(np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    return path
 
 
-def stylegan_nets(device: torch.device, tiny: bool) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator, int]:
-    size = 32 if tiny else 256
-    config = {"channel_multiplier": 1, "channel_max": 32, "style_dim": 32, "n_mlp": 2} if tiny else {}
-    g = StyleGAN2Generator(size=size, **config).to(device)
-    d = StyleGAN2Discriminator(size=size, **{k: v for k, v in config.items() if k.startswith("channel")}).to(device)
+def step_training(check: Check) -> None:
+    """One ``accelerate launch --mixed_precision <p>`` of this script's training stages per precision."""
+    print(f"\n== training: every stage at {'tiny' if check.tiny else 'paper'} sizes under accelerate ==")
+    for precision in PRECISIONS:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
+        cmd += ["--mixed_precision", precision, "--dynamo_backend", "no"]
+        cmd += (
+            ["--cpu", "--num_cpu_threads_per_process", str(torch.get_num_threads())]
+            if check.device.type == "cpu"
+            else []
+        )
+        cmd += [__file__, "--stages", "--reps", str(check.reps)] + (["--tiny"] if check.tiny else [])
+        print(f"-- accelerate launch --mixed_precision {precision}", flush=True)
+        result = subprocess.run(cmd, check=False)
+        if result.returncode:
+            check.fail(f"training under --mixed_precision {precision}: exit status {result.returncode}")
+
+
+# ------------------------------------------------------------------------------- training stages
+
+
+@dataclass
+class StageRun:
+    """What every training stage gets: the accelerator, the sizes, and where to report."""
+
+    accelerator: object  # accelerate.Accelerator
+    tiny: bool
+    reps: int
+    batch: int
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def measure(self, name: str, step: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """Warm-up step, then ``reps`` timed ones; every loss of every step must be finite."""
+        reset_peak(self.device)
+        bad: set[str] = set()
+
+        def checked() -> None:
+            for key, value in step().items():
+                if not torch.isfinite(value.detach()).all():
+                    bad.add(key)
+
+        seconds = timed(checked, self.device, self.reps)
+        status = f"NOT FINITE: {', '.join(sorted(bad))}" if bad else "losses finite"
+        print(f"{name:52s} {1 / seconds:8.2f} steps/s {seconds * 1e3:9.1f} ms/step ({peak_mb(self.device)}) {status}")
+        if bad:
+            self.failures.append(f"{name}: {', '.join(sorted(bad))} not finite")
+
+    def prepare(self, *objects):
+        return self.accelerator.prepare(*objects)
+
+
+def stylegan_nets(run: StageRun) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator, int]:
+    size = 32 if run.tiny else 256
+    config = {"channel_multiplier": 1, "channel_max": 32, "style_dim": 32, "n_mlp": 2} if run.tiny else {}
+    g = StyleGAN2Generator(size=size, **config).to(run.device)
+    d = StyleGAN2Discriminator(size=size, **{k: v for k, v in config.items() if k.startswith("channel")}).to(run.device)
     return g, d, size
 
 
-def check_training(device: torch.device, tiny: bool, reps: int) -> None:
+def stage_stylegan(run: StageRun) -> None:
+    """Stage 1, G_s: D step + R1, G step + path length, every step (the lazy intervals' worst case)."""
+    from scenimefy.losses.stylegan2 import generator_nonsaturating_loss, path_length_penalty
+    from scenimefy.training.stylegan import (
+        adam_for_lazy_regularization,
+        current_scale,
+        discriminator_step,
+        sample_latents,
+    )
+
+    acc = run.accelerator
+    g, d, size = stylegan_nets(run)
+    g_opt = adam_for_lazy_regularization(g.parameters(), 2e-3, 4)
+    d_opt = adam_for_lazy_regularization(d.parameters(), 2e-3, 16)
+    g, d, g_opt, d_opt = run.prepare(g, d, g_opt, d_opt)
+    real = torch.rand(run.batch, 3, size, size, device=run.device) * 2 - 1
+    state = {"mean_path_length": 0.0}
+
+    def step() -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            fake = g(sample_latents(g, run.batch, 0.9, run.device), noise_mode="random")
+        logs = discriminator_step(d, d_opt, real, fake, acc.backward, 10.0, True, 16, grad_scaler=acc.scaler)
+        g_loss = generator_nonsaturating_loss(d(g(sample_latents(g, run.batch, 0.9, run.device))))
+        g_opt.zero_grad(set_to_none=True)
+        acc.backward(g_loss)
+        g_opt.step()
+        latents = sample_latents(g, max(1, run.batch // 2), 0.9, run.device)
+        fake = g(latents, noise_mode="random")
+        penalty, mean, _ = path_length_penalty(
+            fake, latents, state["mean_path_length"], grad_scale=current_scale(acc.scaler)
+        )
+        g_opt.zero_grad(set_to_none=True)
+        acc.backward(2.0 * 4 * penalty + 0 * fake[0, 0, 0, 0])
+        g_opt.step()
+        state["mean_path_length"] = mean
+        return {"d_loss": torch.tensor(logs["d_loss"]), "r1": torch.tensor(logs["r1"]), "g_loss": g_loss, "pl": penalty}
+
+    run.measure(f"stage 1 StyleGAN2 G+D, R1 + path length, {size} px", step)
+
+
+def stage_finetune(run: StageRun) -> None:
+    """Stage 1, G_t: the semantic-constrained fine-tuning step (Eq. 3) with D + R1."""
     from scenimefy.losses.clip import load_clip_image_encoder
     from scenimefy.losses.finetune import finetune_generator_loss, load_lpips
-    from scenimefy.losses.stylegan2 import generator_nonsaturating_loss
-    from scenimefy.training.stylegan import discriminator_step
-    from scenimefy.training.tiny import TINY, clip_model_name, tiny_segmenter
-    from scenimefy.training.translator import LossSettings, build_networks, train_step
+    from scenimefy.training.stylegan import discriminator_step, sample_latents
+    from scenimefy.training.tiny import TINY, clip_model_name
 
-    batch = 2 if tiny else 4
-    print(f"\n== training: steps/s at {'tiny' if tiny else 'paper'} sizes, batch {batch} (stage 3: 1) ==")
-    backward = torch.Tensor.backward
-
-    # Stage 1: StyleGAN2 (G_s), one D step and one G step.
-    g, d, size = stylegan_nets(device, tiny)
-    g_opt = torch.optim.Adam(g.parameters(), lr=2e-3, betas=(0.0, 0.99))
+    acc = run.accelerator
+    source, d, size = stylegan_nets(run)
+    target, _, _ = stylegan_nets(run)
+    target.load_state_dict(source.state_dict())
+    clip = load_clip_image_encoder(clip_model_name(TINY if run.tiny else "ViT-B-32"), pretrained=None).to(run.device)
+    lpips = load_lpips(pretrained=False).to(run.device)
+    g_opt = torch.optim.Adam(target.parameters(), lr=2e-3, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.0, 0.99))
-    real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+    target, d, g_opt, d_opt = run.prepare(target, d, g_opt, d_opt)
+    real = torch.rand(run.batch, 3, size, size, device=run.device) * 2 - 1
 
-    def stylegan_step() -> None:
-        z = torch.randn(batch, g.style_dim, device=device)
-        fake = g(g.mapping(z))
-        discriminator_step(d, d_opt, real, fake, backward)
-        g_opt.zero_grad(set_to_none=True)
-        generator_nonsaturating_loss(d(g(g.mapping(z)))).backward()
-        g_opt.step()
-
-    steps_per_second(f"stage 1 StyleGAN2 G+D step, {size} px", stylegan_step, device, reps)
-
-    # Stage 1: fine-tuning G_t against G_s with the CLIP and LPIPS priors (random weights).
-    clip = load_clip_image_encoder(clip_model_name(TINY if tiny else "ViT-B-32"), pretrained=None).to(device)
-    lpips = load_lpips(pretrained=False).to(device)
-    source = g
-
-    def finetune_step() -> None:
-        z = torch.randn(batch, g.style_dim, device=device)
+    def step() -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            x_p = source(source.mapping(z))
-        y_p = g(g.mapping(z))
-        patch = 8 if tiny else 64
-        loss = finetune_generator_loss(d(y_p), x_p, y_p, clip, lpips, patch_size=patch)["loss"]
+            latents = sample_latents(source, run.batch, 0.9, run.device)
+            noise = source.make_noise(run.batch)
+            x_p = source(latents, noise=noise)
+            fake = target(latents, noise=noise)
+        logs = discriminator_step(d, d_opt, real, fake, acc.backward, 10.0, True, 16, grad_scaler=acc.scaler)
+        y_p = target(latents, noise=noise)
+        terms = finetune_generator_loss(d(y_p), x_p, y_p, clip, lpips, patch_size=8 if run.tiny else 64)
         g_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        acc.backward(terms["loss"])
         g_opt.step()
+        return {"d_loss": torch.tensor(logs["d_loss"]), "r1": torch.tensor(logs["r1"]), **terms}
 
-    steps_per_second(f"stage 1 fine-tuning G_t step, {size} px", finetune_step, device, reps)
+    run.measure(f"stage 1 fine-tuning G_t + D with R1, {size} px", step)
 
-    # Stage 2: a batch of pseudo pairs scored by the segmenter.
-    segmenter = tiny_segmenter() if tiny else paper_segmenter()
-    segmenter = segmenter.to(device)
+
+def stage_pairs(run: StageRun) -> None:
+    """Stage 2: a batch of pseudo pairs (G_s, G_t) scored by the segmenter (no gradients)."""
+    from scenimefy.training.tiny import tiny_segmenter
+
+    g, _, _ = stylegan_nets(run)
+    source, _, _ = stylegan_nets(run)
+    segmenter = (tiny_segmenter() if run.tiny else paper_segmenter()).to(run.device)
 
     @torch.no_grad()
-    def pairs_step() -> None:
-        z = torch.randn(batch, g.style_dim, device=device)
-        w = g.mapping(z)
-        segmenter.score_pairs(g(w), source(w))
+    def step() -> dict[str, torch.Tensor]:
+        with run.accelerator.autocast():
+            w = g.mapping(torch.randn(run.batch, g.style_dim, device=run.device))
+            y, x = g(w), source(w)
+            scores = segmenter.score_pairs(y, x)
+        return {"images": torch.stack([y.float().mean(), x.float().mean()]), "l_bce": scores[0], "abundance": scores[1]}
 
-    steps_per_second(f"stage 2 pair generation + L_BCE, {batch} pairs", pairs_step, device, reps)
+    run.measure(f"stage 2 pair generation + L_BCE, {run.batch} pairs", step)
 
-    # Stage 3: the semi-supervised translator, one D and one G update on 256 px crops.
-    settings = LossSettings() if not tiny else LossSettings(num_patches=16, nce_layers=(0, 4, 8, 12, 13))
-    translator = {"ngf": 8, "n_blocks": 2} if tiny else {}
-    nets = build_networks(settings, translator, ndf=8 if tiny else 64, embed_dim=16 if tiny else 256)
-    for net in (nets.generator, *nets.discriminators(), nets.patch_head, nets.style_patch_head):
-        if net is not None:
-            net.to(device)
-    gen_params = [p for n in (nets.generator, nets.patch_head, nets.style_patch_head) if n for p in n.parameters()]
-    g3 = torch.optim.Adam(gen_params, lr=2e-4, betas=(0.5, 0.999))
-    d3 = torch.optim.Adam([p for n in nets.discriminators() for p in n.parameters()], lr=2e-4, betas=(0.5, 0.999))
-    crop = 32 if tiny else 256
-    data = {
-        k: torch.rand(1, 3, crop, crop, device=device) * 2 - 1 for k in ("real", "anime", "pair_real", "pair_anime")
-    }
-    steps_per_second(
-        f"stage 3 translator step, {crop} px crops",
-        lambda: train_step(nets, g3, d3, data, 1, 20, settings),
-        device,
-        reps,
-    )
+
+def step_diffusion_pairs(check: Check) -> None:
+    check_diffusion_pairs(check.device, check.tiny, check.reps)
+
+
+def sample_photos(folder: Path) -> Path:
+    """The shared sample photos, or (on a machine without ../shared) four synthetic ones."""
+    if (SHARED / "samples").is_dir():
+        return SHARED / "samples"
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for i in range(4):
+        pixels = (smooth_image(256, 256, generator)[0].permute(1, 2, 0) * 127.5 + 127.5).clamp(0, 255)
+        Image.fromarray(pixels.byte().numpy()).save(folder / f"synthetic-{i}.png")
+    return folder
 
 
 def check_diffusion_pairs(device: torch.device, tiny: bool, reps: int) -> None:
@@ -224,7 +410,9 @@ def check_diffusion_pairs(device: torch.device, tiny: bool, reps: int) -> None:
     script = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--photos", str(SHARED / "samples"), "--output_dir", tmp, "--block_size", "4", "--batch_size", "4"]
+        photos = sample_photos(Path(tmp) / "photos")
+        out = str(Path(tmp) / "pairs")
+        argv = ["--photos", str(photos), "--output_dir", out, "--block_size", "4", "--batch_size", "4"]
         what = "the real recipe"
         if tiny or device.type != "cuda":
             argv[:0], what = ["--config", str(repo / "train" / "configs" / "diffusion-pairs-tiny.yaml")], "tiny preset"
@@ -239,14 +427,22 @@ def check_diffusion_pairs(device: torch.device, tiny: bool, reps: int) -> None:
                 what = "SD 1.5 layout, random weights"
         config = parse_config(script.DiffusionPairsConfig, argv)
         for sub in ("data", ".progress"):
-            (Path(tmp) / sub).mkdir(exist_ok=True)
-        maker = DiffusionPairMaker(config, Path(tmp), device, photo_source(config), Path(tmp) / "tiny")
+            (Path(out) / sub).mkdir(parents=True, exist_ok=True)
+        maker = DiffusionPairMaker(config, Path(out), device, photo_source(config), Path(tmp) / "tiny")
         print(f"\n== diffusion pairs: {what}, {config.resolution} px, {config.num_inference_steps} steps x strength "
               f"{config.strength}, batch {config.batch_size} ==")  # fmt: skip
         reset_peak(device)
         seconds = timed(lambda: maker.make_block(1), device, reps) / config.block_size
         print(f"{'photo -> pair + L_BCE + edge score':44s} {seconds:8.3f} s/pair  "
               f"{seconds * 1000 / 3600:9.2f} h per 1,000 pairs  ({peak_mb(device)})")  # fmt: skip
+
+
+STEPS: dict[str, Callable[[Check], None]] = {
+    "parity": step_parity,
+    "video": step_video,
+    "diffusion": step_diffusion_pairs,
+    "training": step_training,
+}
 
 
 def paper_segmenter():
@@ -264,32 +460,101 @@ def paper_segmenter():
     return SemanticSegmenter(Mask2FormerForUniversalSegmentation(config).eval())
 
 
-def main() -> None:
+def stage_translator(run: StageRun) -> None:
+    """Stage 3: the semi-supervised translator, one D and one G update on 256 px crops."""
+    from scenimefy.training.translator import LossSettings, build_networks, train_step
+
+    acc = run.accelerator
+    settings = LossSettings() if not run.tiny else LossSettings(num_patches=16, nce_layers=(0, 4, 8, 12, 13))
+    translator = {"ngf": 8, "n_blocks": 2} if run.tiny else {}
+    nets = build_networks(settings, translator, ndf=8 if run.tiny else 64, embed_dim=16 if run.tiny else 256)
+    names = [
+        n for n in ("generator", "disc_unpaired", "disc_paired", "patch_head", "style_patch_head") if getattr(nets, n)
+    ]
+    for n in names:
+        getattr(nets, n).to(run.device)
+    g3 = torch.optim.Adam([p for m in nets.generator_side() for p in m.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    d3 = torch.optim.Adam([p for m in nets.discriminators() for p in m.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    prepared = run.prepare(*[getattr(nets, n) for n in names], g3, d3)
+    for n, module in zip(names, prepared):
+        setattr(nets, n, module)
+    g3, d3 = prepared[len(names)], prepared[len(names) + 1]
+    crop = 32 if run.tiny else 256
+    data = {
+        k: torch.rand(1, 3, crop, crop, device=run.device) * 2 - 1 for k in ("real", "anime", "pair_real", "pair_anime")
+    }
+
+    def step() -> dict[str, torch.Tensor]:
+        logs = train_step(nets, g3, d3, data, 1, 20, settings, backward=acc.backward, autocast=acc.autocast)
+        return {k: torch.tensor(float(v)) for k, v in logs.items()}
+
+    run.measure(f"stage 3 translator step, {crop} px crops", step)
+
+
+TRAINING_STAGES: list[Callable[[StageRun], None]] = [stage_stylegan, stage_finetune, stage_pairs, stage_translator]
+
+
+def run_stages(tiny: bool, reps: int) -> int:
+    """The training stages in this process (started by ``accelerate launch`` from ``step_training``)."""
+    from accelerate import Accelerator
+
+    acc = Accelerator()
+    amp = "autocast " + str(acc.mixed_precision) if acc.native_amp else "no autocast (fp32)"
+    scaler = f", GradScaler at {acc.scaler.get_scale():g}" if acc.scaler is not None else ""
+    print(f"accelerate: --mixed_precision {acc.mixed_precision} on {acc.device}: {amp}{scaler}", flush=True)
+    run = StageRun(acc, tiny, reps, batch=2 if tiny else 4)
+    for stage in TRAINING_STAGES:
+        stage(run)
+        sys.stdout.flush()
+    for message in run.failures:
+        print(f"FAILED: {message}")
+    return 1 if run.failures else 0
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="tiny networks and sizes (any CPU, ~1 min)")
+    parser.add_argument("--tiny", action="store_true", help="tiny networks and sizes (any CPU, ~1-2 min)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5 on CUDA, 1 on CPU)")
-    parser.add_argument("--parts", default="inference,video,training", help="comma-separated parts to run")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="an authors' net_G.pth (default: parity)")
+    parser.add_argument("--stages", action="store_true", help=argparse.SUPPRESS)  # the accelerate child
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     reps = args.reps or (5 if device.type == "cuda" else 1)
+    if args.tiny and device.type == "cpu":
+        # Tiny ops on a busy machine: OpenMP threads waiting on each other cost 10-20x (seen on
+        # 2 shared cores); the tiny figures only show that every step runs.
+        torch.set_num_threads(1)
+    if args.stages:
+        return run_stages(args.tiny, reps)
     print(cpu_line())
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        print(f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, torch CUDA {torch.version.cuda}")
+        print(
+            f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, "
+            f"torch {torch.__version__} CUDA {torch.version.cuda}"
+        )
     elif not args.tiny:
-        print("no CUDA device: paper sizes on a CPU take a long time; --tiny checks that every part runs")
-    parts = set(args.parts.split(","))
+        print("no CUDA device: paper sizes on a CPU take a long time; --tiny checks that every step runs")
+    unknown = set(args.steps.split(",")) - STEPS.keys()
+    if unknown:
+        parser.error(f"unknown steps {', '.join(sorted(unknown))}: choose from {', '.join(STEPS)}")
+    check = Check(device, args.tiny, reps, args.weights)
     started = time.perf_counter()
-    if "inference" in parts:
-        check_inference(device, args.tiny, reps)
-    if "video" in parts:
-        check_video(device, args.tiny)
-    if "training" in parts:
-        check_training(device, args.tiny, reps)
-        check_diffusion_pairs(device, args.tiny, reps)
-    print(f"\ndone in {time.perf_counter() - started:.0f} s")
+    for name, step in STEPS.items():
+        if name in args.steps.split(","):
+            step(check)
+            sys.stdout.flush()
+    print(
+        f"\ndone in {time.perf_counter() - started:.0f} s: "
+        + (f"{len(check.failures)} failed" if check.failures else "all passed")
+    )
+    return 1 if check.failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -48,11 +48,24 @@ def space_args(cuda: bool) -> list[str]:
     return args
 
 
+def zero_gpu() -> bool:
+    """ZeroGPU hardware: a GPU only inside ``spaces.GPU`` functions (the web app's jobs, see
+    ``scenimefy.webapp.context.on_gpu``); ``spaces`` must be imported before torch touches CUDA."""
+    if os.environ.get("SPACES_ZERO_GPU", "").strip().lower() not in ("1", "true", "yes"):
+        return False
+    spec = importlib.util.find_spec("spaces")  # the package, not a folder named spaces/ (a namespace)
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
 def main(argv: list[str] | None = None) -> None:
+    on_zero_gpu = zero_gpu()
+    if on_zero_gpu:
+        import spaces  # noqa: F401  (before torch)
     webapp = load_webapp()
     import torch
 
-    webapp.main(space_args(torch.cuda.is_available()) + list(sys.argv[1:] if argv is None else argv))
+    cuda = on_zero_gpu or torch.cuda.is_available()
+    webapp.main(space_args(cuda) + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

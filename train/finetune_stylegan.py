@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
                 config.r1_gamma,
                 regularize=global_step % config.d_reg_every == 0,
                 reg_interval=config.d_reg_every,
+                grad_scaler=accelerator.scaler,
             )
 
             # G_t: Eq. 3.

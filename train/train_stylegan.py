@@ -38,6 +38,7 @@ from scenimefy.training.config import config_to_dict, parse_config
 from scenimefy.training.loop import cycle, resume, run_script, start_accelerator, stopped
 from scenimefy.training.stylegan import (
     adam_for_lazy_regularization,
+    current_scale,
     discriminator_step,
     ema_update,
     image_grid,
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                 config.r1_gamma,
                 regularize=global_step % config.d_reg_every == 0,
                 reg_interval=config.d_reg_every,
+                grad_scaler=accelerator.scaler,
             )
 
             # Generator: non-saturating loss, lazy path-length regularisation.
@@ -224,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
                 path_batch = max(1, batch_size // config.path_batch_shrink)
                 latents = sample_latents(unwrapped, path_batch, config.mixing_prob, accelerator.device)
                 fake = generator(latents, noise_mode="random")
-                penalty, mean_path_length, path_length = path_length_penalty(fake, latents, mean_path_length)
+                penalty, mean_path_length, path_length = path_length_penalty(
+                    fake, latents, mean_path_length, grad_scale=current_scale(accelerator.scaler)
+                )
                 g_optimizer.zero_grad(set_to_none=True)
                 # 0 * fake keeps every G output in the graph, as DDP wants.
                 accelerator.backward(config.path_regularize * config.g_reg_every * penalty + 0 * fake[0, 0, 0, 0])

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scenimefy._tf32 import no_tf32
 from scenimefy.data.images import IMAGE_SUFFIXES, image_files, load_image
 
 Preprocess = Literal["pytorch-fid", "tf"]
@@ -134,7 +135,8 @@ class InceptionFeatures:
         out = []
         # The profiling JIT executor recompiles for every new batch shape at a cost of seconds on
         # CPU; the plain interpreter is as fast for a convolutional net.
-        with torch.jit.optimized_execution(False):
+        # The features are defined in fp32: no TF32 convs on CUDA.
+        with torch.jit.optimized_execution(False), no_tf32(self.device):
             for i in range(0, len(images), self.batch_size):
                 batch = torch.cat([self._prepare(rgb) for rgb in images[i : i + self.batch_size]])
                 out.append(self.model(batch).reshape(len(batch), -1).double().cpu().numpy())

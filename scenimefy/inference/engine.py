@@ -28,7 +28,7 @@ from scenimefy.inference.graph import ops_for
 from scenimefy.inference.kernels import describe
 from scenimefy.inference.ops import Context, NormStatsHook, Span, run_ops
 from scenimefy.inference.runtime import choose_settings, inference_state
-from scenimefy.inference.tiling import default_budget, run_tiled, untiled_bytes
+from scenimefy.inference.tiling import default_budget, run_tiled, runs_untiled
 from scenimefy.models.translator import ScenimefyTranslator
 
 
@@ -50,7 +50,9 @@ def translate(
             fastest dtype (bf16 / fp16): ~1.4 8-bit levels of mean difference on photos.
         dtype: compute dtype override (ignored when ``exact``).
         memory_budget: bytes of activations one image may use; larger images run tiled.
-            Default 3 GiB on CPU (env SCENIMEFY_MEMORY_BUDGET), half the free memory on CUDA.
+            Default 3 GiB on CPU (env SCENIMEFY_MEMORY_BUDGET); on CUDA half the free memory,
+            the allocator's cached free blocks included. On CUDA an image with a map past the
+            kernels' 32-bit index limit (above ~16 MP) runs tiled whatever the budget.
         tile_size: force tiling with tiles of this many pixels a side (multiple of 16).
         norm_stats: a hook on the InstanceNorm statistics (default None: each image its own,
             unchanged behaviour). ``norm_stats(layer, mean, var)`` is called once per norm layer
@@ -76,7 +78,7 @@ def translate(
     out = torch.empty((x.shape[0], model.config.out_channels, h, w), dtype=torch.float32, device=x.device)
     # A kernel choice may run some of a bf16 path's convs in fp32 (Winograd): maps are sized for that.
     itemsize = 4 if settings.kernels != "direct" else torch.empty((), dtype=settings.dtype).element_size()
-    untiled = tile_size is None and untiled_bytes(ops, h, w, x.shape[1], itemsize) <= budget
+    untiled = tile_size is None and runs_untiled(ops, h, w, x.shape[1], itemsize, budget, device.type)
     # The fp32 fast path keeps the maps stored between tiling segments in fp16 (see run_tiled).
     store_dtype = torch.float16 if settings.dtype == torch.float32 and not exact else None
     with inference_state(device, exact=exact):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from scenimefy.inference import winograd
+from scenimefy.inference.padding import reflect_pad
 from scenimefy.inference.winograd import WinogradWeight
 
 EPS = 1e-5  # InstanceNorm epsilon of the translator
@@ -179,7 +180,7 @@ class Conv(Op):
             # lines recomputed from small reflect-padded strips; it saves the copy but its dozen
             # small ops per conv cost more, on a shared machine much more.)
             pads = (p if cols.head else 0, p if cols.tail else 0, p if rows.head else 0, p if rows.tail else 0)
-            x = F.pad(x, pads, mode="reflect") if any(pads) else x
+            x = reflect_pad(x, pads) if any(pads) else x
             y = F.conv2d(x, self.weight, self.bias) if self.folded is None else self._folded_conv(x)
         else:
             # Zero padding is free inside the conv, but it is symmetric per axis: on a tile

@@ -36,6 +36,7 @@ from scenimefy.inference.engine import translate
 from scenimefy.inference.graph import UnsupportedLayerError, check_supported
 from scenimefy.inference.onnx import OnnxTranslator, cached_export
 from scenimefy.inference.ops import NormStatsHook
+from scenimefy.inference.runtime import no_tf32
 from scenimefy.models.loading import size_multiple
 
 __all__ = ["MIN_SIDE", "Backend", "Mode", "ScenimefyPipeline", "load_translator", "reference_size"]
@@ -247,7 +248,8 @@ class ScenimefyPipeline:
         elif self._fast:
             y = translate(self.translator, x, exact=mode != "default", norm_stats=norm_stats)
         else:
-            y = self.translator(x.to(self.dtype)).float()
+            with no_tf32(self.device, enabled=mode != "default"):  # exact / reference: fp32, not TF32
+                y = self.translator(x.to(self.dtype)).float()
         y = y[:, :, :h, :w]
         return to_uint8(y, truncate=mode == "reference").permute(0, 2, 3, 1).cpu().numpy()
 

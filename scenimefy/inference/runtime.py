@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from scenimefy._tf32 import no_tf32
+
 #: How the fast path picks the kernel of each convolution (docs/inference.md, "Kernel choice"):
 #: ``auto`` (default): per layer and map size, the fastest of its kernels on this machine, found by a
 #: short timed trial on first use and cached on disk (``scenimefy.inference.kernels``);
@@ -140,25 +142,11 @@ def choose_settings(
 def inference_state(device: torch.device, *, exact: bool) -> Iterator[None]:
     """Every process-wide setting ``translate`` changes, for the duration of one call.
 
-    Both are restored on exit, also when the call raises: cuDNN's TF32 flag (off in exact mode)
+    Both are restored on exit, also when the call raises: TF32 (off in exact mode, :func:`no_tf32`)
     and glibc's allocator tuning (freed large blocks reused on CPU, see below).
     """
-    with _no_tf32(device, exact), _reuse_freed_memory(device):
+    with no_tf32(device, exact), _reuse_freed_memory(device):
         yield
-
-
-@contextmanager
-def _no_tf32(device: torch.device, exact: bool) -> Iterator[None]:
-    """Exact mode on CUDA: cuDNN would otherwise run fp32 convs in TF32 (10-bit mantissa)."""
-    if not (exact and device.type == "cuda"):
-        yield
-        return
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
 
 
 # Winograd runs bands of an image concurrently on Python threads with single-threaded ops (an

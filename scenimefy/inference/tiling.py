@@ -21,10 +21,16 @@ from scenimefy.inference.ops import (
 )
 from scenimefy.inference.runtime import release_free_memory
 
-#: Default activation budget per image on CPU; CUDA uses half of the free device memory.
+#: Default activation budget per image on CPU; CUDA uses half of the memory it can get (cuda_budget).
 DEFAULT_MEMORY_BUDGET = 3 * 1024**3
 #: Tiles larger than this gain nothing measurable (halos are a few percent at 1k-pixel tiles).
 MAX_TILE_WORKSPACE = 512 * 1024**2
+#: CUDA's reflection / replication pad kernels (and others) index with 32 bits: a map of more
+#: elements raises there ("input tensor must fit into 32-bit index math"), so images that would
+#: hold one run tiled on CUDA whatever the budget (the full-size 128-channel map passes it at ~16.7 MP).
+CUDA_INDEX_LIMIT = 2**31 - 1
+#: Margin for the padding around a map (the 7x7 reflect-padded stem and head: 3 a side).
+_PAD_MARGIN = 6
 
 # --------------------------------------------------------------------------- memory model
 
@@ -32,8 +38,34 @@ MAX_TILE_WORKSPACE = 512 * 1024**2
 def default_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return free // 2
+        return cuda_budget(free, torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device))
     return int(os.environ.get("SCENIMEFY_MEMORY_BUDGET", DEFAULT_MEMORY_BUDGET))
+
+
+def cuda_budget(free: int, reserved: int, allocated: int) -> int:
+    """Half of what one image can get on CUDA: the device's free memory (``mem_get_info``) plus the
+    blocks PyTorch's caching allocator holds free (reserved - allocated), which ``mem_get_info``
+    counts as used: without them the same large image runs tiled after its first run."""
+    return (free + max(0, reserved - allocated)) // 2
+
+
+def runs_untiled(ops: list[Op], h: int, w: int, in_channels: int, itemsize: int, budget: int, device_type: str) -> bool:
+    """Whether one (in_channels, h, w) image runs whole: within ``budget``, and on CUDA with no map
+    past the 32-bit index limit of its kernels (the tiles of a tiled run are far smaller)."""
+    if untiled_bytes(ops, h, w, in_channels, itemsize) > budget:
+        return False
+    return device_type != "cuda" or largest_map(ops, h, w, in_channels) <= CUDA_INDEX_LIMIT
+
+
+def largest_map(ops: list[Op], h: int, w: int, in_channels: int) -> int:
+    """Elements of the largest map (input or output of an op, with its padding) of an untiled run."""
+    channels, scale = in_channels, 1.0
+    largest = channels * (h + _PAD_MARGIN) * (w + _PAD_MARGIN)
+    for op in (part for whole in ops for part in _parts(whole)):
+        channels = getattr(op, "out_channels", channels)
+        scale *= op.factor
+        largest = max(largest, channels * (int(h * scale) + _PAD_MARGIN) * (int(w * scale) + _PAD_MARGIN))
+    return largest
 
 
 def untiled_bytes(ops: list[Op], h: int, w: int, in_channels: int, itemsize: int) -> int:

@@ -129,6 +129,12 @@ class ModulatedConv2d(nn.Module):
         batch = x.shape[0]
         styles = self.modulation(style)  # (B, C_in)
         weight = self.weight[0] * self.scale  # (C_out, C_in, k, k)
+        if self.demodulate and runs_in_fp16(x):
+            # As StyleGAN2-ADA, "to avoid FP16 overflow": styles scaled to a max of 1 per sample,
+            # weights to a max of 1/sqrt(fan_in) per output channel, before the fp16 conv;
+            # demodulation divides the same factors out again (result unchanged up to its 1e-8).
+            weight = weight * (self.scale / weight.abs().amax(dim=(1, 2, 3), keepdim=True))
+            styles = styles / styles.abs().amax(dim=1, keepdim=True)
         x = x * styles.view(batch, -1, 1, 1)
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))  # (B, C_out, 2H, 2W)
@@ -139,6 +145,14 @@ class ModulatedConv2d(nn.Module):
             demod = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8)  # (B, C_out)
             out = out * demod.view(batch, -1, 1, 1)
         return out
+
+
+def runs_in_fp16(x: torch.Tensor) -> bool:
+    """Whether the convs on ``x`` compute in fp16: an fp16 tensor, or fp16 autocast on its device."""
+    if x.dtype == torch.float16:
+        return True
+    device = x.device.type
+    return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
 
 
 class NoiseInjection(nn.Module):

@@ -45,9 +45,14 @@ def discriminator_step(
     r1_gamma: float = 10.0,
     regularize: bool = False,
     reg_interval: int = 16,
+    grad_scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One D update on real vs (detached) fake images; every ``reg_interval`` steps (``regularize``)
-    a second update with the lazy R1 penalty gamma/2 * ||grad D(x)||^2 * interval."""
+    a second update with the lazy R1 penalty gamma/2 * ||grad D(x)||^2 * interval.
+
+    ``grad_scaler``: the one ``backward`` scales losses with under fp16 (``accelerator.scaler``);
+    R1's input gradient is taken on the same scale and unscaled (losses.stylegan2.r1_penalty).
+    """
     logs = {}
     loss = discriminator_logistic_loss(discriminator(real), discriminator(fake.detach()))
     optimizer.zero_grad(set_to_none=True)
@@ -57,13 +62,20 @@ def discriminator_step(
     if regularize and r1_gamma > 0:
         real = real.detach().requires_grad_(True)
         real_logits = discriminator(real)
-        r1 = r1_penalty(real_logits, real)
+        r1 = r1_penalty(real_logits, real, grad_scale=current_scale(grad_scaler))
         optimizer.zero_grad(set_to_none=True)
         # 0 * logits keeps every D output in the graph, as DDP wants.
         backward(r1_gamma / 2 * r1 * reg_interval + 0 * real_logits[0, 0])
         optimizer.step()
         logs["r1"] = r1.item()
     return logs
+
+
+def current_scale(grad_scaler: torch.amp.GradScaler | None) -> float | None:
+    """The scale an fp16 GradScaler applies now; None without one (fp32, bf16) or when it is off."""
+    if grad_scaler is None or not grad_scaler.is_enabled():
+        return None
+    return float(grad_scaler.get_scale())
 
 
 @torch.no_grad()

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import html
+import importlib.util
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from scenimefy.hub import styles as registry
@@ -22,6 +24,28 @@ from scenimefy.webapp.styles import StyleState, fast_style, selectable, style_st
 log = logging.getLogger("scenimefy.app")
 
 _STATES_TTL_S = 30  # online, a check asks the Hub: not on every request
+
+
+def on_zero_gpu() -> bool:
+    """Whether this is a Hugging Face Space on ZeroGPU hardware (``SPACES_ZERO_GPU``, with ``spaces``)."""
+    if os.environ.get("SPACES_ZERO_GPU", "").strip().lower() not in ("1", "true", "yes"):
+        return False
+    spec = importlib.util.find_spec("spaces")  # the package, not a folder named spaces/ (a namespace)
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
+def on_gpu(fn: Callable, seconds: int) -> Callable:
+    """``fn`` as a ZeroGPU task on ZeroGPU hardware, else ``fn`` itself.
+
+    ZeroGPU attaches a GPU to a process only while a function decorated with ``spaces.GPU`` runs;
+    outside one CUDA is not available, and the app would silently run on the Space's CPU.
+    ``seconds``: the longest the task may hold the GPU (ZeroGPU's ``duration``).
+    """
+    if not on_zero_gpu():
+        return fn
+    import spaces  # only where it is installed: the Space's own runtime
+
+    return spaces.GPU(duration=seconds)(fn)
 
 
 @dataclass(frozen=True)

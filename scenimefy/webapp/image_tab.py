@@ -13,7 +13,7 @@ from scenimefy.data.images import IMAGE_SUFFIXES, InvalidImageError, load_image,
 from scenimefy.inference.adjust import adjust
 from scenimefy.inference.outputs import save_image
 from scenimefy.inference.pipeline import MIN_SIDE
-from scenimefy.webapp.context import AppContext
+from scenimefy.webapp.context import AppContext, on_gpu
 from scenimefy.webapp.media import checked_photo_uploads, examples, result_folder, working_side
 from scenimefy.webapp.messages import failure, image_problem, pixels, shown_name, user_error
 
@@ -138,7 +138,7 @@ def build_image_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
             api_visibility="private",
         )
         run.click(
-            stylize,
+            on_gpu(stylize, seconds=60),
             inputs=[photo, style, strength, colours, side, fast],
             outputs=[result, note, pair],
             api_name="stylize",

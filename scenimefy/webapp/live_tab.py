@@ -17,13 +17,12 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from functools import partial
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from scenimefy.webapp.context import AppContext, Limits
+from scenimefy.webapp.context import AppContext, Limits, on_gpu
 from scenimefy.webapp.messages import pixels
 from scenimefy.webapp.styles import StyleState, fast_style, unavailable_message
 
@@ -138,8 +137,12 @@ def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str) -> gr.M
             )
         rate = gr.Markdown(elem_id="live-fps")
         session = gr.State(None)
+
+        def next_frame(frame, style: str, session: LiveSession | None):
+            return live_frame(ctx, frame, style, session)
+
         camera.stream(
-            partial(live_frame, ctx),
+            on_gpu(next_frame, seconds=10),
             inputs=[camera, style, session],
             outputs=[result, rate, session],
             time_limit=limits.live_seconds,

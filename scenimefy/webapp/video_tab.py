@@ -18,7 +18,7 @@ from scenimefy.inference.adjust import adjust, needs_adjusting
 from scenimefy.inference.pipeline import MIN_SIDE
 from scenimefy.inference.video import VideoPlan, VideoResult, iter_stylize_video, plan_video
 from scenimefy.inference.video_io import VideoError, probe_video
-from scenimefy.webapp.context import AppContext
+from scenimefy.webapp.context import AppContext, on_gpu
 from scenimefy.webapp.image_tab import FAST_INFO, FAST_LABEL
 from scenimefy.webapp.media import VIDEO_SUFFIXES, examples, release_memory, result_folder, working_side
 from scenimefy.webapp.messages import Eta, duration, failure, pixels, shown_name, user_error, video_problem
@@ -241,7 +241,7 @@ def build_video_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
             queue=False,
         )
         job = started.then(
-            stylize_clip,
+            on_gpu(stylize_clip, seconds=120),
             inputs=[clip, style, strength, colours, stabilize, side, seconds, fast],
             outputs=[result, note],
             api_name="stylize_video",
