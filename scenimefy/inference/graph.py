@@ -160,7 +160,8 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
         """BlurUp (its /16 folded into the weight) and the conv as one fp32 Winograd op, from the fp32 weight."""
         _expect_conv(module, nn.Conv2d, 1, 1, where)
         return lambda: BlurUpConv(
-            fp32_weight(module, 1 / 16), transform_weight(blur_up_conv_weight(fp32_weight(module, 1 / 16)), m)
+            fp32_weight(module, 1 / 16),
+            transform_weight(blur_up_conv_weight(fp32_weight(module, 1 / 16)), m, dtype=torch.float32),
         )
 
     def up_conv(module, *, where: str) -> Op:

@@ -61,6 +61,9 @@ def test_modes_build_the_ops_they_name(monkeypatch):
     assert sum(isinstance(op, Seq) and isinstance(op.ops[0], BlurUp) for op in direct) == 2
     forced = built["winograd"]
     assert sum(isinstance(op, BlurUpConv) for op in forced) == 2  # fused blur-upsampling
+    # Winograd weights in fp32, as the maps: a float64 one would run the layer in float64 (2x the memory).
+    assert {op.fused.u.dtype for op in forced if isinstance(op, BlurUpConv)} == {torch.float32}
+    assert {op.winograd.u.dtype for op in forced if isinstance(op, Conv) and op.winograd is not None} == {torch.float32}
     assert sum(isinstance(op, Conv) and op.winograd is not None for op in forced) == 2 + 2 * 2  # down + trunk
     choices = [op for op in built["auto"] if isinstance(op, ConvChoice)]
     assert [op.layer for op in choices] == [
@@ -69,6 +72,7 @@ def test_modes_build_the_ops_they_name(monkeypatch):
     ]  # fmt: skip
     assert set(choices[0].factories) == {"direct", "winograd4", "winograd6"}
     assert set(choices[-1].factories) == {"direct", "fused-winograd4", "fused-winograd6"}
+    assert choices[-1].op("fused-winograd6").fused.u.dtype == torch.float32
     for choice in choices:  # tiles are cut for the direct kernel's halo: no other may need more
         assert all(choice.halo(m) >= choice.op(name).halo(m) for name in choice.factories for m in range(9))
     # The 7x7 stem and the head always run direct.
