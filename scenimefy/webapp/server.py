@@ -14,9 +14,17 @@ import gradio as gr
 from scenimefy.hub import styles as registry
 from scenimefy.webapp.context import AppContext, Limits
 from scenimefy.webapp.image_tab import build_image_tab
-from scenimefy.webapp.live_tab import build_live_tab, live_note
+from scenimefy.webapp.live_tab import WATCH_STOP_JS, build_live_tab, live_note
 from scenimefy.webapp.media import examples_dirs
-from scenimefy.webapp.styles import default_style, fast_style, style_choices, style_note, style_states, styles_panel
+from scenimefy.webapp.styles import (
+    PANEL_TITLE,
+    default_style,
+    fast_style,
+    style_choices,
+    style_note,
+    style_states,
+    styles_panel,
+)
 from scenimefy.webapp.video_tab import build_video_tab
 
 log = logging.getLogger("scenimefy.app")
@@ -85,11 +93,11 @@ def build_demo(
             style = gr.Dropdown(choices=style_choices(states), value=opening, label="Style", elem_id="style", scale=1)
             with gr.Column(scale=2):
                 note = gr.Markdown(style_note(opening, states), elem_id="style-note")
-        with gr.Accordion("Styles: where their weights come from", open=False):
+        with gr.Accordion(PANEL_TITLE, open=False):
             panel = gr.Markdown(styles_panel(states), elem_id="style-status")
         run, fast = build_image_tab(ctx, style, example_folders, runnable=runnable, fast_shown=fast_shown)
         vrun, vfast = build_video_tab(ctx, style, example_folders, runnable=runnable, fast_shown=fast_shown)
-        lnote = build_live_tab(ctx, style, opening=opening)
+        lnote, camera, rate = build_live_tab(ctx, style, opening=opening, runnable=runnable)
 
         def refresh_styles(name: str):
             now = ctx.states()
@@ -105,9 +113,11 @@ def build_demo(
                 fast_update,
                 fast_update,
                 live_note(name, now, limits),
+                gr.update(interactive=can_run),  # the webcam: no Record while the style cannot run
+                gr.skip() if can_run else "",  # nor a rate from a stream that stopped with it
             )
 
-        followers = [note, panel, run, vrun, fast, vfast, lnote]
+        followers = [note, panel, run, vrun, fast, vfast, lnote, camera, rate]
         style.change(
             lambda name: refresh_styles(name)[1:],
             inputs=style,
@@ -115,6 +125,7 @@ def build_demo(
             api_visibility="private",
             show_progress="hidden",
         )
+        demo.load(None, js=WATCH_STOP_JS)  # after Stop, the Live rate is cleared
         demo.load(  # the styles' availability now, not when the server started
             refresh_styles,
             inputs=style,
