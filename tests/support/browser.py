@@ -69,6 +69,11 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def toasts(page) -> list[str]:
+    """The rendered text of every toast the page shows now."""
+    return [t.inner_text() for t in page.locator("[data-testid=toast-text]").all()]
+
+
 def toast_saying(page, text: str, timeout: float = 60) -> str:
     """The rendered text of the toast that contains ``text`` (then all toasts are closed)."""
     deadline = time.monotonic() + timeout
