@@ -223,7 +223,7 @@ def test_offline_without_weights_the_page_says_why_nothing_runs(monkeypatch, tmp
         )
         assert page.locator("#style input").input_value() == "Makoto Shinkai (not available)"
         assert page.locator("#stylize").is_disabled()
-        page.get_by_text("Styles: where their weights come from").click()
+        page.get_by_role("button", name="Styles: where their weights come from").click()
         panel = page.inner_text("#style-status")  # the operator's instructions, copy-pasteable
         assert "--weights shinkai=PATH" in panel and "SCENIMEFY_STYLE_SHINKAI=PATH" in panel
         assert "scenimefy download shinkai" in panel and "scenimefy download hosoda" not in panel
