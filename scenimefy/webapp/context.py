@@ -33,6 +33,7 @@ class Limits:
     video_max_side: int = 512  # video frames are scaled to this; every frame runs the network
     video_seconds: float = 10  # longest part of a clip one request may stylize
     live_max_side: int = 640  # Live tab, fast model: at most this (the size it runs at is measured)
+    live_fps: float = 12  # ... the largest at which the model alone runs this fast here (0: live_max_side)
     live_full_side: int = 256  # Live tab without a fast model: the full model at this size
     live_seconds: float = 60  # one live turn; then the next waiting viewer gets the camera slot
     live_sessions: int = 1  # live streams served at once

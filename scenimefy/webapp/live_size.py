@@ -62,18 +62,21 @@ class LiveSides:
         self._sides: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, model: str, pipe, cap: int) -> int:
+    def get(self, model: str, pipe, cap: int, fps: float = LIVE_FPS) -> int:
+        """``model``'s side at ``fps``, at most ``cap``; ``fps`` 0: ``cap``, nothing measured."""
+        if fps <= 0:
+            return cap
         with self._lock:  # one measurement per model, even when two streams start together
             known = self._sides.get(model)
             if known is None or time.monotonic() - known[1] > REMEASURE_S:
-                side, measured = measure_live_side(pipe, cap)
+                side, measured = measure_live_side(pipe, cap, fps)
                 speeds = ", ".join(f"{w} x {h}: {1 / s:.1f}" for w, h, s in measured)
                 log.info(
                     "live: %s works at up to %d px, the largest size with %g+ frames/s model-only here "
                     "(frames/s: %s; cap %d px)",
                     model,
                     side,
-                    LIVE_FPS,
+                    fps,
                     speeds,
                     cap,
                 )

@@ -1,9 +1,9 @@
 """The Live tab: the webcam in, the stylized stream out (Gradio's streaming ``gr.Image``).
 
 - Model: the selected style's fast (lite) variant when its weights can run here, at the largest
-  size at which the model alone runs at ``LIVE_FPS`` frames a second on this server (timed once,
-  on the first live frame, :func:`measure_live_side`), at most ``Limits.live_max_side`` px;
-  otherwise the full model at ``Limits.live_full_side`` px.
+  size at which the model alone runs at ``Limits.live_fps`` frames a second on this server (timed
+  on the first live frame, ``live_size``), at most ``Limits.live_max_side`` px; otherwise the full
+  model at ``Limits.live_full_side`` px.
 - Rate: the browser sends a frame every ``STREAM_EVERY_S``; the server always works on the newest
   one, so frames are dropped, never queued, when it is behind. The frames per second it reaches
   are measured on the server over the last frames and shown under the result.
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from scenimefy.webapp.context import AppContext, Limits
-from scenimefy.webapp.live_size import LIVE_FPS, working_size
+from scenimefy.webapp.live_size import working_size
 from scenimefy.webapp.messages import pixels
 from scenimefy.webapp.styles import StyleState, fast_style, unavailable_message
 
@@ -116,11 +116,13 @@ def live_note(style: str, states: dict[str, StyleState], limits: Limits) -> str:
     if not state.runnable:
         return f"**Not available.** {unavailable_message(style, states)}"
     fast = fast_style(style, states)
-    if fast:
+    if fast and limits.live_fps > 0:
         model = (
             f"Live runs the fast model of the {state.title} style, at the largest size this server runs at "
-            f"{LIVE_FPS:g} frames per second or more (up to {limits.live_max_side} px)."
+            f"{limits.live_fps:g} frames per second or more (up to {limits.live_max_side} px)."
         )
+    elif fast:
+        model = f"Live runs the fast model of the {state.title} style at up to {limits.live_max_side} px."
     else:
         model = (
             f"The {state.title} style has no fast model on this server, so Live runs the full model at "
@@ -156,7 +158,7 @@ def live_frame(ctx: AppContext, frame, style: str, session: LiveSession | None):
         session.refused = refusal.message
         return gr.skip(), f"**The live view stopped.** {refusal.message}", session
     session.refused = ""
-    side = ctx.live_sides.get(model, pipe, limits.live_max_side) if fast else limits.live_full_side
+    side = ctx.live_sides.get(model, pipe, limits.live_max_side, limits.live_fps) if fast else limits.live_full_side
     rgb, camera = camera_frame(frame, side)
     decoded = time.monotonic()
     out = pipe.stylize_frames(rgb[None])[0]

@@ -46,6 +46,7 @@ def build_demo(
     video_max_side: int = DEFAULTS.video_max_side,
     video_seconds: float = DEFAULTS.video_seconds,
     live_max_side: int = DEFAULTS.live_max_side,
+    live_fps: float = DEFAULTS.live_fps,
     live_full_side: int = DEFAULTS.live_full_side,
     live_seconds: float = DEFAULTS.live_seconds,
     live_sessions: int = DEFAULTS.live_sessions,
@@ -54,8 +55,9 @@ def build_demo(
     preload: bool = False,
 ) -> gr.Blocks:
     """The app. ``max_side`` / ``video_max_side`` cap the working resolution of images / video
-    frames, ``video_seconds`` the clip length per request, ``live_*`` the Live tab (working size
-    with the fast model / the full one, seconds per turn, streams at once), ``concurrency_limit``
+    frames, ``video_seconds`` the clip length per request, ``live_*`` the Live tab (the largest
+    working size with the fast model and the rate it must reach there, 0 for always that size; the
+    size with the full model; seconds per turn; streams at once), ``concurrency_limit``
     the requests of each tab run at once (images, videos and live streams queue separately),
     ``preload`` loads the opening style (and its fast variant) in the background at once. Queue
     size and upload limits are set at launch (:func:`launch`)."""
@@ -64,6 +66,7 @@ def build_demo(
         video_max_side=min(video_max_side, max_side),
         video_seconds=video_seconds,
         live_max_side=live_max_side,
+        live_fps=live_fps,
         live_full_side=live_full_side,
         live_seconds=live_seconds,
         live_sessions=live_sessions,
@@ -174,7 +177,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--video-seconds", type=float, default=DEFAULTS.video_seconds, help="longest clip part per request"
     )
     parser.add_argument(
-        "--live-max-side", type=int, default=DEFAULTS.live_max_side, help="Live tab frame size with a fast model (px)"
+        "--live-max-side",
+        type=int,
+        default=DEFAULTS.live_max_side,
+        help="Live tab: largest frame size with a fast model (px)",
+    )
+    parser.add_argument(
+        "--live-fps",
+        type=float,
+        default=DEFAULTS.live_fps,
+        help="Live tab: the largest frame size (up to --live-max-side) at which the fast model alone reaches "
+        "this rate here, measured on the first frame; 0: always --live-max-side",
     )
     parser.add_argument(
         "--live-full-side",
@@ -236,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         video_max_side=args.video_max_side,
         video_seconds=args.video_seconds,
         live_max_side=args.live_max_side,
+        live_fps=args.live_fps,
         live_full_side=args.live_full_side,
         live_seconds=args.live_seconds,
         live_sessions=args.live_sessions,
