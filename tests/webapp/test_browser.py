@@ -113,7 +113,7 @@ def test_upload_stylize_and_see_the_result(app, page):
     assert (ARTIFACTS / "browser-stylize.png").stat().st_size > 10_000
 
 
-def test_every_message_reads_right_in_the_page(app_url, page, tmp_path):
+def test_every_message_reads_right_in_the_page(app, page, tmp_path):
     """What a user sees for a style without weights, files that are not usable photos (a text file
     named .jpg, a huge PNG, a truncated JPEG, a 1 x 1 PNG: each refused at upload, in a toast and in
     the note under the result, with Stylize off until a usable photo comes), a file that is not a
@@ -126,6 +126,7 @@ def test_every_message_reads_right_in_the_page(app_url, page, tmp_path):
     silent = tmp_path / "silent walk.mp4"
     write_clip(silent, moving_square(12, 48, 32), rate=12)
 
+    app_url = app.url
     open_app(page, app_url)
     assert page.inner_text("#style-note").startswith("Makoto Shinkai: ready")  # opens on a style that runs
     choose_style(page, "Mamoru Hosoda (not available)")
@@ -177,6 +178,16 @@ def test_every_message_reads_right_in_the_page(app_url, page, tmp_path):
     )
     screenshot(page, "browser-too-small.png")
     assert_no_server_details(page)
+    from gradio_client import Client, handle_file
+
+    with pytest.raises(Exception, match="one.png is too small"):  # through the API too: a job, refused
+        Client(app_url, verbose=False).predict(handle_file(str(awkward["one"])), "shinkai", api_name="/stylize")
+    log = app.wait_for_log("not done after")
+    assert re.search(
+        r"image job (\d+): one\.png, style shinkai.*\n.*image job \1: not done after \d+\.\d s: one\.png is too small",
+        log,
+    )
+    assert "upload refused: truncated.jpg is damaged" in log
 
     page.get_by_role("tab", name="Video").click()
     page.locator("#clip input[type=file]").set_input_files(str(not_a_video))
