@@ -40,9 +40,11 @@ from scenimefy.webapp.styles import StyleState, fast_style, unavailable_message
 
 log = logging.getLogger("scenimefy.app")
 
-# The browser's frame interval: faster than the model at the working size (>= LIVE_FPS), so a
-# new frame is always waiting when the server finishes one (the newest replaces older ones).
-STREAM_EVERY_S = 0.04
+# The browser's frame interval: shorter than the model's time per frame at the working size
+# (1/12 s or less), so a new frame is always waiting when the server finishes one (the newest
+# replaces older ones), and not much shorter: every frame sent costs the browser a JPEG encode and
+# the server a 50-100 kB request, even when it is dropped.
+STREAM_EVERY_S = 0.05
 YIELD_INTERVAL_S = 1.0  # while an image / video job runs: at most one live frame per this
 FPS_WINDOW = 10  # frames per second over this many frames ...
 FPS_SECONDS = 5.0  # ... and no older than this
