@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from scenimefy.webapp.context import AppContext, Limits
-from scenimefy.webapp.live_size import working_size
+from scenimefy.webapp.live_size import threads, working_size
 from scenimefy.webapp.messages import pixels
 from scenimefy.webapp.styles import StyleState, fast_style, unavailable_message
 
@@ -160,10 +160,13 @@ def live_frame(ctx: AppContext, frame, style: str, session: LiveSession | None):
         session.refused = refusal.message
         return gr.skip(), f"**The live view stopped.** {refusal.message}", session
     session.refused = ""
-    side = ctx.live_sides.get(model, pipe, limits.live_max_side, limits.live_fps) if fast else limits.live_full_side
+    side, single = limits.live_full_side, False  # the full model: a fixed size
+    if fast:
+        side, single = ctx.live_sides.get(model, pipe, limits.live_max_side, limits.live_fps)
     rgb, camera = camera_frame(frame, side)
     decoded = time.monotonic()
-    out = pipe.stylize_frames(rgb[None])[0]
+    with threads(single):
+        out = pipe.stylize_frames(rgb[None])[0]
     session.tick(time.monotonic())
     h, w = rgb.shape[:2]
     log.debug(

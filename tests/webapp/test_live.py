@@ -25,7 +25,7 @@ import app as webapp
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.models.lite import ScenimefyLiteTranslator
 from scenimefy.webapp.context import AppContext, Limits, load_pipeline
-from scenimefy.webapp.live_size import LIVE_FPS, measure_live_side, seconds_per_frame
+from scenimefy.webapp.live_size import LIVE_FPS, choose_live_size, measure_live_side, seconds_per_frame
 from scenimefy.webapp.live_tab import (
     RATE_EVERY_S,
     STREAM_EVERY_S,
@@ -155,6 +155,8 @@ def test_the_live_size_is_the_largest_the_model_runs_at_12_fps():
     assert measure_live_side(FakeSpeed(), 256)[0] == 256  # never above the cap
     assert measure_live_side(FakeSpeed(), 640, fps=1000)[0] == 128  # too slow everywhere: the smallest
     assert seconds_per_frame(FakeSpeed(), 240, 320) == pytest.approx(0.077, abs=0.02)
+    side, single, words = choose_live_size(FakeSpeed(), 640)  # measured with 2 threads and with 1
+    assert side == 320 and ("1 thread: 128 x 96" in words) == (torch.get_num_threads() > 1)
 
 
 def test_the_browser_frame_is_decoded_at_the_working_size():
@@ -381,9 +383,13 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path):
             w, h = (int(v) for v in re.search(r"at (\d+) x (\d+) px", text).groups())
             page.locator("#live-camera button", has_text="Stop").click()
             page.wait_for_function("document.querySelector('#live-fps').innerText === ''", timeout=10_000)
-            # The model alone, here and now, at the size the stream chose (the server idle meanwhile).
+            # The model alone, here and now, at the size the stream chose (the server idle meanwhile),
+            # at its best: with PyTorch's threads or with one, whichever is faster now.
             pipe = ScenimefyPipeline.from_pretrained(tmp_path / "lite", device="cpu")
-            model_fps = 1 / np.median([seconds_per_frame(pipe, h, w, runs=1) for _ in range(8)])
+            model_fps = max(
+                1 / np.median([seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)])
+                for single in (False, True)
+            )
             del pipe
             page.locator("#live-camera button", has_text="Record").click()
             page.wait_for_function("/frames per second/.test(document.querySelector('#live-fps').innerText)")
