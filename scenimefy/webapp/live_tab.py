@@ -189,6 +189,23 @@ def live_frame(ctx: AppContext, frame, style: str, session: LiveSession | None):
     return out, f"{speed} with {which} at {pixels(w, h)}.{slow}", session
 
 
+def jpeg_data(rgb: np.ndarray, quality: int = 85) -> dict:
+    """An (H, W, 3) uint8 frame as the image value the page shows, a JPEG data URL: sent with the
+    event's reply, where Gradio's own output path would write a file into its cache for every
+    frame (hashed, kept an hour) that the page then fetches with a request of its own."""
+    data = io.BytesIO()
+    Image.fromarray(rgb).save(data, "JPEG", quality=quality)
+    url = "data:image/jpeg;base64," + base64.b64encode(data.getvalue()).decode("ascii")
+    return {"path": None, "url": url, "orig_name": "live.jpg", "mime_type": "image/jpeg", "is_stream": False}
+
+
+def stream_frame(ctx: AppContext, frame, style: str, session: LiveSession | None):
+    """The stream event's handler: :func:`live_frame` with the frame returned as a JPEG data URL
+    (the event runs without Gradio's postprocessing)."""
+    out, text, session = live_frame(ctx, frame, style, session)
+    return (jpeg_data(out) if isinstance(out, np.ndarray) else out), text, session
+
+
 def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str, runnable: bool):
     """The tab's components and events (inside a ``gr.Blocks``); returns its (note, camera, rate):
     the three follow the style (the camera is disabled and the rate cleared while it cannot run)."""
@@ -220,7 +237,7 @@ def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str, runnabl
         stopped = gr.Button("Stopped", visible="hidden", elem_id="live-stopped")
         stopped.click(lambda: ("", None), outputs=[rate, session], queue=False, api_visibility="private")
         camera.stream(
-            partial(live_frame, ctx),
+            partial(stream_frame, ctx),
             inputs=[camera, style, session],
             outputs=[result, rate, session],
             time_limit=limits.live_seconds,
@@ -228,6 +245,7 @@ def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str, runnabl
             concurrency_limit=limits.live_sessions,
             concurrency_id="live",
             preprocess=False,  # the browser's JPEG is decoded in live_frame, straight at the working size
+            postprocess=False,  # ... and the result goes back inside the reply (stream_frame)
             show_progress="hidden",
             show_progress_on=[result],
             api_visibility="private",

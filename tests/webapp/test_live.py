@@ -113,7 +113,9 @@ def page_frame(page, timeout: float = 60) -> tuple[np.ndarray, float, str]:
     )
     text = page.inner_text("#live-fps")
     src = page.locator("#live-result img").first.get_attribute("src")
-    frame = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.float64)
+    assert src.startswith("data:image/jpeg;base64,")  # the frame came inside the reply, no file to fetch
+    data = base64.b64decode(src.partition(",")[2])
+    frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
     return frame, float(FPS_TEXT.search(text).group(1)), text
 
 
