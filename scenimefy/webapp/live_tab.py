@@ -9,8 +9,9 @@
   are measured on the server over the last frames and shown under the result.
 - Lean: what is not the model is kept small. The browser's JPEG is decoded straight at the
   working size (``Image.draft``: the JPEG decoder scales by 1/2, 1/4 or 1/8 itself), not decoded
-  at full size and then shrunk; the result goes back as a small JPEG; the rate sentence is
-  updated once a second, not with every frame.
+  at full size and then shrunk; the result goes back inside the reply as a JPEG data URL (no
+  cache file, no request to fetch it); the rate sentence is updated once a second, not with every
+  frame; the model runs on PyTorch's threads or on one, whichever measured faster here.
 - Fairness: live streams have their own queue (``concurrency_id="live"``,
   ``Limits.live_sessions`` at once) and a turn lasts at most ``Limits.live_seconds``; then a viewer
   waiting for the live view gets the slot and the stream rejoins the queue. While a photo or a
