@@ -346,15 +346,20 @@ def test_a_live_turn_ends_at_the_time_limit_and_the_next_viewer_gets_the_stream(
         demo.close()
 
 
-PAGE_RATE_JS = """() => {  // counts the stylized frames the page shows (a new src each)
+PAGE_RATE_JS = """() => {
+  // liveFrames: every new frame the page puts in the result's <img> (a new src each);
+  // livePainted: those still there at the next animation frame (headless Chromium on a busy CPU
+  // runs few of them, so several frames can come between two).
   window.liveFrames = 0;
-  let last = null;
-  const count = () => {
-    const img = document.querySelector('#live-result img');
-    if (img && img.src !== last) { last = img.src; window.liveFrames++; }
-    requestAnimationFrame(count);
+  window.livePainted = 0;
+  const img = document.querySelector('#live-result img');
+  new MutationObserver(() => { window.liveFrames++; }).observe(img, {attributes: true, attributeFilter: ['src']});
+  let last = img.src;
+  const paint = () => {
+    if (img.src !== last) { last = img.src; window.livePainted++; }
+    requestAnimationFrame(paint);
   };
-  count();
+  paint();
 }"""
 
 
@@ -393,7 +398,8 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
         page.evaluate(PAGE_RATE_JS)
         began = time.monotonic()
         time.sleep(8)
-        page_fps = page.evaluate("window.liveFrames") / (time.monotonic() - began)
+        frames, painted = page.evaluate("[window.liveFrames, window.livePainted]")
+        page_fps, painted_fps = frames / (time.monotonic() - began), painted / (time.monotonic() - began)
         text = page.inner_text("#live-fps")
     finally:
         server.stop()
@@ -403,6 +409,6 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
     print(
         f"CPU: {cpu}, {os.cpu_count()} cores; {sizes.group(0) if sizes else ''}\n"
         f"working size {w} x {h}: model alone {model_fps:.1f} frames/s; page {page_fps:.1f} frames/s "
-        f"({page_fps / ceiling:.0%} of {ceiling:.1f}); the page says: {text}"
+        f"({page_fps / ceiling:.0%} of {ceiling:.1f}; {painted_fps:.1f} at animation frames); the page says: {text}"
     )
     assert page_fps >= 0.7 * ceiling
