@@ -3,6 +3,7 @@
 - ``server``: ``build_demo`` (the page: one style selector above the Image, Video and Live tabs),
   ``launch`` (queue and upload limits), the command line (``parse_args``, ``main``)
 - ``image_tab``, ``video_tab``, ``live_tab``: one module per tab, its components and handlers
+- ``live_size``: the Live tab's working size (and threads), measured per fast model on this CPU
 - ``styles``: which styles (and fast variants) can run on this server, in words for the page
 - ``context``: what the tabs share: the server's limits, the loaded pipelines, the jobs running
 - ``messages``: every sentence the page shows about a problem, and the notes' formatters

@@ -18,6 +18,7 @@ from scenimefy.hub import styles as registry
 from scenimefy.hub.convert import CheckpointError
 from scenimefy.hub.download import WeightsUnavailableError
 from scenimefy.inference.pipeline import ScenimefyPipeline
+from scenimefy.webapp.live_size import LiveSides
 from scenimefy.webapp.messages import failure, user_error
 from scenimefy.webapp.styles import StyleState, fast_style, selectable, style_states, unavailable_message
 
@@ -55,7 +56,8 @@ class Limits:
     max_side: int = 1024  # image working resolution cap (longer side)
     video_max_side: int = 512  # video frames are scaled to this; every frame runs the network
     video_seconds: float = 10  # longest part of a clip one request may stylize
-    live_max_side: int = 480  # Live tab, fast model: webcam frames are scaled down to this
+    live_max_side: int = 640  # Live tab, fast model: at most this (the size it runs at is measured)
+    live_fps: float = 12  # ... the largest at which the model alone runs this fast here (0: live_max_side)
     live_full_side: int = 256  # Live tab without a fast model: the full model at this size
     live_seconds: float = 60  # one live turn; then the next waiting viewer gets the camera slot
     live_sessions: int = 1  # live streams served at once
@@ -105,6 +107,7 @@ class AppContext:
         self._states = states if states is not None else style_states()
         self._checked = time.monotonic()
         self.video_speed: tuple[float, int] | None = None  # (s per frame, pixels per frame) of the last video job
+        self.live_sides = LiveSides()  # the Live tab's working size per fast model, measured on first use
         self._jobs = 0
         self._jobs_lock = threading.Lock()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from scenimefy.data.images import InvalidImageError, image_header, max_pixels
+from scenimefy.data.images import InvalidImageError, image_header, max_pixels, open_image
 from scenimefy.inference.pipeline import MIN_SIDE
 from scenimefy.webapp.messages import image_problem, shown_name
 
@@ -55,6 +55,30 @@ def checked_photo_uploads(component: gr.Image) -> gr.Image:
 
     component.preprocess = checked
     return component
+
+
+def check_photo(path: str | os.PathLike) -> tuple[int, int]:
+    """The photo's (width, height) once it has decoded in full with the loader the pipeline uses
+    (``open_image``: empty, too large, damaged or truncated, not an image), and is at least
+    ``MIN_SIDE`` px on each side; raises :class:`InvalidImageError` otherwise ("too_small" with
+    ``size`` and ``limit`` = ``MIN_SIDE``).
+
+    ``MIN_SIDE`` (16 px) is the smallest input the pipeline stylizes as it is: a photo with a
+    shorter side is first enlarged to it, so the network sees an upscaled blur of a few pixels
+    (4 x 4 at the full translator's bottleneck, after its two halvings) rather than a scene, and
+    the result, scaled back down, says nothing about the photo. The library still accepts such
+    inputs; the app refuses them with a sentence."""
+    with open_image(path) as image:
+        size = image.size
+    check_side(size, str(path))
+    return size
+
+
+def check_side(size: tuple[int, int], name: str) -> None:
+    """Raise "too_small" when (width, height) has a side below ``MIN_SIDE`` (see :func:`check_photo`)."""
+    if min(size) < MIN_SIDE:
+        message = f"{name}: {size[0]}x{size[1]} is below {MIN_SIDE} px"
+        raise InvalidImageError(message, "too_small", size=size, limit=MIN_SIDE)
 
 
 def working_side(requested: float | None, server_cap: int) -> int:

@@ -48,6 +48,14 @@ def image_problem(err: InvalidImageError, shown: str) -> gr.Error:
                 "Photo too large",
             )
         return user_error(f"{shown} is too large: the largest photo this app takes is {limit}.", "Photo too large")
+    if err.kind == "too_small":
+        w, h = err.size or (0, 0)
+        return user_error(
+            f"{shown} is too small: {w} x {h} pixels. The style needs at least {err.limit} pixels on each side "
+            "(below that the network only sees an enlarged blur, and the result says nothing about the photo); "
+            "upload a larger photo.",
+            "Photo too small",
+        )
     if err.kind == "empty":
         return user_error(f"{shown} is empty (0 bytes). Upload the photo again.", "Empty file")
     if err.kind == "broken":

@@ -14,9 +14,17 @@ import gradio as gr
 from scenimefy.hub import styles as registry
 from scenimefy.webapp.context import AppContext, Limits
 from scenimefy.webapp.image_tab import build_image_tab
-from scenimefy.webapp.live_tab import build_live_tab, live_note
+from scenimefy.webapp.live_tab import WATCH_STOP_JS, build_live_tab, live_note
 from scenimefy.webapp.media import examples_dirs
-from scenimefy.webapp.styles import default_style, fast_style, style_choices, style_note, style_states, styles_panel
+from scenimefy.webapp.styles import (
+    PANEL_TITLE,
+    default_style,
+    fast_style,
+    style_choices,
+    style_note,
+    style_states,
+    styles_panel,
+)
 from scenimefy.webapp.video_tab import build_video_tab
 
 log = logging.getLogger("scenimefy.app")
@@ -38,6 +46,7 @@ def build_demo(
     video_max_side: int = DEFAULTS.video_max_side,
     video_seconds: float = DEFAULTS.video_seconds,
     live_max_side: int = DEFAULTS.live_max_side,
+    live_fps: float = DEFAULTS.live_fps,
     live_full_side: int = DEFAULTS.live_full_side,
     live_seconds: float = DEFAULTS.live_seconds,
     live_sessions: int = DEFAULTS.live_sessions,
@@ -46,8 +55,9 @@ def build_demo(
     preload: bool = False,
 ) -> gr.Blocks:
     """The app. ``max_side`` / ``video_max_side`` cap the working resolution of images / video
-    frames, ``video_seconds`` the clip length per request, ``live_*`` the Live tab (working size
-    with the fast model / the full one, seconds per turn, streams at once), ``concurrency_limit``
+    frames, ``video_seconds`` the clip length per request, ``live_*`` the Live tab (the largest
+    working size with the fast model and the rate it must reach there, 0 for always that size; the
+    size with the full model; seconds per turn; streams at once), ``concurrency_limit``
     the requests of each tab run at once (images, videos and live streams queue separately),
     ``preload`` loads the opening style (and its fast variant) in the background at once. Queue
     size and upload limits are set at launch (:func:`launch`)."""
@@ -56,6 +66,7 @@ def build_demo(
         video_max_side=min(video_max_side, max_side),
         video_seconds=video_seconds,
         live_max_side=live_max_side,
+        live_fps=live_fps,
         live_full_side=live_full_side,
         live_seconds=live_seconds,
         live_sessions=live_sessions,
@@ -85,11 +96,11 @@ def build_demo(
             style = gr.Dropdown(choices=style_choices(states), value=opening, label="Style", elem_id="style", scale=1)
             with gr.Column(scale=2):
                 note = gr.Markdown(style_note(opening, states), elem_id="style-note")
-        with gr.Accordion("Styles: where their weights come from", open=False):
+        with gr.Accordion(PANEL_TITLE, open=False):
             panel = gr.Markdown(styles_panel(states), elem_id="style-status")
         run, fast = build_image_tab(ctx, style, example_folders, runnable=runnable, fast_shown=fast_shown)
         vrun, vfast = build_video_tab(ctx, style, example_folders, runnable=runnable, fast_shown=fast_shown)
-        lnote = build_live_tab(ctx, style, opening=opening)
+        lnote, camera, rate = build_live_tab(ctx, style, opening=opening, runnable=runnable)
 
         def refresh_styles(name: str):
             now = ctx.states()
@@ -105,9 +116,11 @@ def build_demo(
                 fast_update,
                 fast_update,
                 live_note(name, now, limits),
+                gr.update(interactive=can_run),  # the webcam: no Record while the style cannot run
+                gr.skip() if can_run else "",  # nor a rate from a stream that stopped with it
             )
 
-        followers = [note, panel, run, vrun, fast, vfast, lnote]
+        followers = [note, panel, run, vrun, fast, vfast, lnote, camera, rate]
         style.change(
             lambda name: refresh_styles(name)[1:],
             inputs=style,
@@ -115,6 +128,7 @@ def build_demo(
             api_visibility="private",
             show_progress="hidden",
         )
+        demo.load(None, js=WATCH_STOP_JS)  # after Stop, the Live rate is cleared
         demo.load(  # the styles' availability now, not when the server started
             refresh_styles,
             inputs=style,
@@ -163,7 +177,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--video-seconds", type=float, default=DEFAULTS.video_seconds, help="longest clip part per request"
     )
     parser.add_argument(
-        "--live-max-side", type=int, default=DEFAULTS.live_max_side, help="Live tab frame size with a fast model (px)"
+        "--live-max-side",
+        type=int,
+        default=DEFAULTS.live_max_side,
+        help="Live tab: largest frame size with a fast model (px)",
+    )
+    parser.add_argument(
+        "--live-fps",
+        type=float,
+        default=DEFAULTS.live_fps,
+        help="Live tab: the largest frame size (up to --live-max-side) at which the fast model alone reaches "
+        "this rate here, measured on the first frame; 0: always --live-max-side",
     )
     parser.add_argument(
         "--live-full-side",
@@ -225,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         video_max_side=args.video_max_side,
         video_seconds=args.video_seconds,
         live_max_side=args.live_max_side,
+        live_fps=args.live_fps,
         live_full_side=args.live_full_side,
         live_seconds=args.live_seconds,
         live_sessions=args.live_sessions,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from scenimefy.hub import styles as registry
 
+PANEL_TITLE = "Styles: where their weights come from"  # the operator's panel on the page
+
 
 @dataclass(frozen=True)
 class StyleState:
@@ -95,7 +97,11 @@ def unavailable_message(name: str, states: dict[str, StyleState]) -> str:
     if others:
         todo = f"Choose {' or '.join(others)} instead."
     else:
-        todo = "No style can run on this server at the moment; please come back later."
+        todo = (
+            "No style can run on this server at the moment. If you run this server, open "
+            f'"{PANEL_TITLE}" below (the same lines are in the server\'s log) for the commands that add '
+            "the weights; otherwise, please come back later."
+        )
     return f"The {state.title} style cannot be used: {state.why}. {todo}"
 
 

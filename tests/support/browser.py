@@ -69,6 +69,11 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def toasts(page) -> list[str]:
+    """The rendered text of every toast the page shows now."""
+    return [t.inner_text() for t in page.locator("[data-testid=toast-text]").all()]
+
+
 def toast_saying(page, text: str, timeout: float = 60) -> str:
     """The rendered text of the toast that contains ``text`` (then all toasts are closed)."""
     deadline = time.monotonic() + timeout
@@ -77,8 +82,13 @@ def toast_saying(page, text: str, timeout: float = 60) -> str:
         shown = [t.inner_text() for t in page.locator("[data-testid=toast-text]").all()]
         found = [t for t in shown if text in t]
         if found:
+            from playwright.sync_api import Error as PlaywrightError
+
             for close in page.locator("[data-testid=toast-close]").all():
-                close.click()
+                try:
+                    close.click(timeout=2_000)
+                except PlaywrightError:  # it closed by itself (or is fading out) meanwhile
+                    pass
             return found[0]
         time.sleep(0.2)
     raise AssertionError(f"no toast saying {text!r}; toasts: {shown}")

@@ -21,10 +21,13 @@ from tests.support.browser import (
     CHROMIUM,
     assert_no_server_details,
     choose_style,
+    fake_camera_flags,
     launch_chromium,
     open_app,
     screenshot,
     toast_saying,
+    toasts,
+    write_y4m,
 )
 from tests.support.fixtures import tiny_translator, write_awkward_images, write_png_bomb
 from tests.support.paths import DATA, SAMPLES
@@ -38,31 +41,42 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app(tmp_path_factory):
     """The app in its own process (as users run it): nothing the other tests of this pytest worker
-    leave in the process (threads, torch settings, handlers) can slow it down."""
+    leave in the process (threads, torch settings, handlers) can slow it down; its log is read."""
     mp = tiny_shinkai_env(tmp_path_factory)
     mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf")))  # hosoda: nothing cached
     args = ["--max-side", "256", "--video-max-side", "64", "--video-seconds", "2", "--max-queue", "8"]
     server = AppProcess(tmp_path_factory.mktemp("app"), args)
-    yield server.url
+    yield server
     server.stop()
     mp.undo()
 
 
 @pytest.fixture(scope="module")
-def browser():
+def app_url(app):
+    return app.url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Chromium with a fake camera (a still 96 x 64 picture) for the Live tab."""
     from playwright.sync_api import sync_playwright
 
+    camera = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    write_y4m(camera, [np.asarray(Image.open(SAMPLES / "teaser-0.jpg").convert("RGB").resize((96, 64)))] * 2)
     with sync_playwright() as pw:
-        chromium = launch_chromium(pw)
+        chromium = launch_chromium(pw, fake_camera_flags(camera))
         yield chromium
         chromium.close()
 
 
-def test_upload_stylize_and_see_the_result(app_url, page):
+def test_upload_stylize_and_see_the_result(app, page):
+    """... with one download (the slider's is the result's full-size PNG, by its name) and the
+    job's start and end in the server log."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+    app_url = app.url
     src = SAMPLES / "teaser-0.jpg"
     console = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
@@ -86,48 +100,94 @@ def test_upload_stylize_and_see_the_result(app_url, page):
         toasts = page.locator(".toast-body").all_inner_texts()
         pytest.fail(f"the before/after slider stayed empty; HTML: {slider}; toasts: {toasts}; console: {console[-20:]}")
     assert page.locator("#result a[download]").first.get_attribute("download") == "teaser-0-shinkai.png"
+    slider_link = page.locator("#before-after a[download]").first
+    assert slider_link.get_attribute("download") == "teaser-0-shinkai.png"  # not image.webp
+    png = page.request.get(slider_link.get_attribute("href")).body()
+    assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == Image.open(src).size
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int), out)
+    log = app.wait_for_log("teaser-0-shinkai.png")
+    job = re.search(r"image job (\d+): teaser-0\.jpg, style shinkai, strength 1, cap 256 px", log)
+    assert job, log[-2000:]
+    assert re.search(rf"image job {job.group(1)}: done in \d+\.\d s: teaser-0-shinkai\.png", log), log[-2000:]
     screenshot(page, "browser-stylize.png")
     assert (ARTIFACTS / "browser-stylize.png").stat().st_size > 10_000
 
 
-def test_every_message_reads_right_in_the_page(app_url, page, tmp_path):
-    """What a user sees for a style without weights, a huge photo, a damaged photo, a file that
-    is not a video, and a clip without sound: plain sentences, no server paths or error numbers."""
+def test_every_message_reads_right_in_the_page(app, page, tmp_path):
+    """What a user sees for a style without weights, files that are not usable photos (a text file
+    named .jpg, a huge PNG, a truncated JPEG, a 1 x 1 PNG: each refused at upload, in a toast and in
+    the note under the result, with Stylize off until a usable photo comes), a file that is not a
+    video, and a clip without sound: plain sentences, no server paths or error numbers."""
     huge = tmp_path / "huge.png"
     write_png_bomb(huge, side=20000)  # a valid 20000 x 20000 PNG, 400 MP
-    truncated = write_awkward_images(tmp_path / "awkward")["truncated"]
+    awkward = write_awkward_images(tmp_path / "awkward")
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("shopping list: rice, miso\n")
     silent = tmp_path / "silent walk.mp4"
     write_clip(silent, moving_square(12, 48, 32), rate=12)
 
+    app_url = app.url
     open_app(page, app_url)
     assert page.inner_text("#style-note").startswith("Makoto Shinkai: ready")  # opens on a style that runs
     choose_style(page, "Mamoru Hosoda (not available)")
-    page.wait_for_function("document.querySelector('#style-note').innerText.includes('Hosoda')")
-    note = page.inner_text("#style-note")
-    assert note == (
+    note = (
         "Not available. The Mamoru Hosoda style cannot be used: no weights for it have been published yet, "
         "and this server has none of its own. Choose Makoto Shinkai instead."
     )
-    assert page.locator("#stylize").is_disabled()  # and Stylize is off
+    # The exact text: while the change is on its way the note may also show "processing | 0.2s".
+    page.wait_for_function(f"document.querySelector('#style-note').innerText === {note!r}")
+    page.wait_for_function("document.querySelector('#stylize').disabled")  # and Stylize is off
     screenshot(page, "browser-hosoda.png")
     choose_style(page, "Makoto Shinkai")
     page.wait_for_function("!document.querySelector('#stylize').disabled")
 
-    page.locator("#photo input[type=file]").set_input_files(str(huge))
-    message = toast_saying(page, "huge.png")
-    assert message == (
+    def upload(path, expected: str, usable: bool = False) -> None:
+        page.locator("#photo input[type=file]").set_input_files(str(path))
+        try:
+            page.wait_for_function(f"document.querySelector('#image-note').innerText === {expected!r}", timeout=30_000)
+        except Exception:
+            pytest.fail(f"{path.name}: the note says {page.inner_text('#image-note')!r}; toasts: {toasts(page)}")
+        assert page.locator("#stylize").is_disabled() != usable, path.name
+        if not usable:
+            assert toast_saying(page, path.name) == expected
+            assert page.locator("#photo img").count() == 0  # no broken preview left behind
+
+    upload(
+        SAMPLES / "teaser-0.jpg",
+        "460 x 259 px: the style works at 256 x 144 px (the resolution cap); the result is scaled back to "
+        "460 x 259 px.",
+        usable=True,
+    )
+    upload(
+        awkward["text"], "text.jpg is not a photo this app can read. Upload a JPEG, PNG, WebP, BMP, GIF or TIFF image."
+    )
+    upload(
+        huge,
         "huge.png is too large: 20000 x 20000 pixels (400 megapixels). The largest photo this app takes is "
-        "50 megapixels; make it smaller and upload it again."
+        "50 megapixels; make it smaller and upload it again.",
     )
-    page.locator("#photo input[type=file]").set_input_files(str(truncated))
-    message = toast_saying(page, "truncated.jpg")
-    assert message == (
+    upload(
+        awkward["truncated"],
         "truncated.jpg is damaged or incomplete, so it cannot be read: the file may not have finished saving "
-        "or uploading. Try another copy of the photo."
+        "or uploading. Try another copy of the photo.",
     )
+    upload(
+        awkward["one"],
+        "one.png is too small: 1 x 1 pixels. The style needs at least 16 pixels on each side (below that the "
+        "network only sees an enlarged blur, and the result says nothing about the photo); upload a larger photo.",
+    )
+    screenshot(page, "browser-too-small.png")
     assert_no_server_details(page)
+    from gradio_client import Client, handle_file
+
+    with pytest.raises(Exception, match="one.png is too small"):  # through the API too: a job, refused
+        Client(app_url, verbose=False).predict(handle_file(str(awkward["one"])), "shinkai", api_name="/stylize")
+    log = app.wait_for_log("not done after")
+    assert re.search(
+        r"image job (\d+): one\.png, style shinkai.*\n.*image job \1: not done after \d+\.\d s: one\.png is too small",
+        log,
+    )
+    assert "upload refused: truncated.jpg is damaged" in log
 
     page.get_by_role("tab", name="Video").click()
     page.locator("#clip input[type=file]").set_input_files(str(not_a_video))
@@ -169,11 +229,12 @@ def test_offline_without_weights_the_page_says_why_nothing_runs(monkeypatch, tmp
         assert page.inner_text("#style-note") == (
             "Not available. The Makoto Shinkai style cannot be used: this server has not downloaded its weights "
             "and cannot download them now (it has no internet access). No style can run on this server at the "
-            "moment; please come back later."
+            'moment. If you run this server, open "Styles: where their weights come from" below (the same lines '
+            "are in the server's log) for the commands that add the weights; otherwise, please come back later."
         )
         assert page.locator("#style input").input_value() == "Makoto Shinkai (not available)"
         assert page.locator("#stylize").is_disabled()
-        page.get_by_text("Styles: where their weights come from").click()
+        page.get_by_role("button", name="Styles: where their weights come from").click()
         panel = page.inner_text("#style-status")  # the operator's instructions, copy-pasteable
         assert "--weights shinkai=PATH" in panel and "SCENIMEFY_STYLE_SHINKAI=PATH" in panel
         assert "scenimefy download shinkai" in panel and "scenimefy download hosoda" not in panel
@@ -181,6 +242,39 @@ def test_offline_without_weights_the_page_says_why_nothing_runs(monkeypatch, tmp
         assert_no_server_details(page)
     finally:
         demo.close()
+
+
+def test_live_record_is_off_while_the_style_cannot_run_and_stop_clears_the_rate(app_url, page):
+    """No Record (no webcam at all) while the chosen style cannot run; a stream running when the
+    style is switched to one that cannot run stops without a toast; after Stop no rate is left."""
+    rate = "document.querySelector('#live-fps').innerText"
+    open_app(page, app_url)
+    page.get_by_role("tab", name="Live").click()
+    choose_style(page, "Mamoru Hosoda (not available)")
+    page.wait_for_function("document.querySelector('#live-note').innerText.includes('Hosoda')")
+    assert page.locator("#live-camera").get_by_text("Click to Access Webcam").count() == 0
+    assert page.locator("#live-camera button", has_text="Record").count() == 0
+    screenshot(page, "browser-live-hosoda.png")
+
+    choose_style(page, "Makoto Shinkai")
+    page.locator("#live-camera").get_by_text("Click to Access Webcam").click(timeout=30_000)
+    page.locator("#live-camera button", has_text="Record").click()
+    page.wait_for_function(f"/frames per second/.test({rate})", timeout=60_000)
+    choose_style(page, "Mamoru Hosoda (not available)")  # while the stream runs
+    page.wait_for_function(f"{rate} === ''", timeout=10_000)
+    time.sleep(2)  # what a flood of refusals would have shown by now
+    assert toasts(page) == []
+    assert page.locator("#live-camera button", has_text="Record").count() == 0
+
+    choose_style(page, "Makoto Shinkai")
+    page.locator("#live-camera").get_by_text("Click to Access Webcam").click(timeout=30_000)
+    page.locator("#live-camera button", has_text="Record").click()
+    page.wait_for_function(f"/frames per second/.test({rate})", timeout=60_000)
+    page.locator("#live-camera button", has_text="Stop").click()
+    page.wait_for_function(f"{rate} === ''", timeout=10_000)
+    time.sleep(1.5)  # a frame still on its way does not bring it back
+    assert page.inner_text("#live-fps") == ""
+    assert toasts(page) == []
 
 
 @pytest.mark.slow
