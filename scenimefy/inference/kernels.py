@@ -27,6 +27,7 @@ result by more than an fp32 Winograd's ~1e-6 relative error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -140,6 +141,13 @@ def heuristic_choice(
 
 def machine_key() -> dict:
     """What a cached decision depends on besides the layer: the CPU, its ISA caps, torch."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return {**_cpu(), "onednn_isa": isa, "torch": torch.__version__}
+
+
+@functools.cache
+def _cpu() -> dict:
+    """The CPU model and ATen's ISA (read once: every conv call looks its decision up)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -150,8 +158,7 @@ def machine_key() -> dict:
     except OSError:
         pass
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
-    return {"cpu": model, "capability": capability, "onednn_isa": isa, "torch": torch.__version__}
+    return {"cpu": model, "capability": capability}
 
 
 def machine_busy() -> bool:
@@ -185,8 +192,7 @@ class Chooser:
 
     # ------------------------------------------------------------------ cache
     def _path(self) -> Path:
-        digest = hashlib.sha1(json.dumps(machine_key(), sort_keys=True).encode()).hexdigest()[:12]
-        return cache_dir() / f"kernels-{digest}.json"
+        return _cache_file(cache_dir(), json.dumps(machine_key(), sort_keys=True))
 
     def _load(self) -> None:
         path = self._path()
@@ -276,6 +282,11 @@ class Chooser:
         with self._lock:
             self._load()
             return dict(self._decisions)
+
+
+@functools.lru_cache(maxsize=16)
+def _cache_file(folder: Path, machine: str) -> Path:
+    return folder / f"kernels-{hashlib.sha1(machine.encode()).hexdigest()[:12]}.json"
 
 
 CHOOSER = Chooser()
