@@ -90,25 +90,47 @@ class PairFlow:
     reliable: float  # fraction of b's pixels with confidence > 0.5
 
 
-def confidence(a: np.ndarray, b: np.ndarray, to_a: np.ndarray, to_b: np.ndarray, *, blur: float = 2.0) -> np.ndarray:
+def _norm2(v: np.ndarray) -> np.ndarray:
+    """|v|^2 of (H, W, 2) vectors (numpy's last-axis reductions are slow for 2 channels)."""
+    return v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]
+
+
+def confidence(
+    a: np.ndarray, b: np.ndarray, to_a: np.ndarray, to_b: np.ndarray, *, blur: float = 2.0, max_side: int = 480
+) -> np.ndarray:
     """How far frame b can trust ``warp(anything_at_a, to_a)``: (H, W, 1) float32 in [0, 1].
 
-    a, b: (H, W, 3) uint8 RGB input frames; to_a = F_ba, to_b = F_ab.
+    a, b: (H, W, 3) uint8 RGB input frames; to_a = F_ba, to_b = F_ab. Checked on every k-th
+    pixel (k so the longer side is at most ``max_side``; the flow is that coarse anyway) and scaled
+    back up bilinearly; ``blur`` and the dilation are in full-size pixels.
     """
     h, w = to_a.shape[:2]
+    k = max(1, -(-max(h, w) // max_side))
+    if k > 1:
+        to_a, to_b = to_a[::k, ::k] / k, to_b[::k, ::k] / k
+        size = (to_a.shape[1], to_a.shape[0])
+        a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+    sh, sw = to_a.shape[:2]
     xs, ys = _maps(to_a)
     back = cv2.remap(to_b, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # F_ab(x + F_ba)
-    fb = ((to_a + back) ** 2).sum(-1)
-    ok = fb <= FB_ALPHA * ((to_a**2).sum(-1) + (back**2).sum(-1)) + FB_BETA
-    ok &= (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-    if DILATE > 1:  # grow the unreliable region
-        ok = cv2.erode(ok.astype(np.uint8), np.ones((DILATE, DILATE), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    fb = _norm2(to_a + back)
+    # the check in full-size pixels: |.|^2 scale by k^2, beta does not
+    ok = fb * k * k <= FB_ALPHA * k * k * (_norm2(to_a) + _norm2(back)) + FB_BETA
+    ok &= (xs >= 0) & (xs <= sw - 1) & (ys >= 0) & (ys <= sh - 1)
+    grow = max(1, round(DILATE / k)) | 1
+    if grow > 1:  # grow the unreliable region
+        ok = cv2.erode(ok.astype(np.uint8), np.ones((grow, grow), np.uint8), borderType=cv2.BORDER_REPLICATE)
     seen = cv2.remap(a, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    diff = cv2.blur(((seen - b.astype(np.float32)) / 255.0) ** 2, (3, 3)).sum(-1)
-    weight = np.exp(-diff / (2 * PHOTO_SIGMA**2)) * ok
+    diff = ((seen - b.astype(np.float32)) * (1 / 255.0)) ** 2
+    if k == 1:  # against sensor noise (the area scale-down averaged it already)
+        diff = cv2.blur(diff, (3, 3))
+    weight = np.exp((diff[..., 0] + diff[..., 1] + diff[..., 2]) * (-1 / (3 * 2 * PHOTO_SIGMA**2))) * ok
     if blur > 0:
-        weight = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), blur)
-    return weight.astype(np.float32)[..., None]
+        weight = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), max(0.5, blur / k))
+    if k > 1:
+        weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(weight, 0, 1).astype(np.float32)[..., None]
 
 
 def pair_flow(estimator: FlowEstimator, a: np.ndarray, b: np.ndarray, ga=None, gb=None) -> PairFlow:
