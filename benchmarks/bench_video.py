@@ -322,6 +322,7 @@ def main() -> None:
     parser.add_argument("--synthetic", default="384x224", help="known-motion clip size WxH")
     parser.add_argument("--pan", type=float, default=2.0, help="known-motion clip: pan in px/frame")
     parser.add_argument("--static-seconds", type=float, default=3.0)
+    parser.add_argument("--static-size", default=None, help="static clip size WxH (default: --synthetic's)")
     parser.add_argument("--naive-frames", type=int, default=6)
     parser.add_argument("--crf", type=int, default=18)
     parser.add_argument("--threads", type=int, default=None)
@@ -356,8 +357,9 @@ def main() -> None:
                     rows["known motion"],
                 )
             if "static" not in skip:
-                rows["static"] = run_static(pipe, tmp, args, sw, sh)
-                print(f"\n{label}: static clip, {args.static_seconds:g} s at 30 fps, {sw}x{sh}, sensor noise only")
+                tw, th = (int(v) for v in (args.static_size or args.synthetic).split("x"))
+                rows["static"] = run_static(pipe, tmp, args, tw, th)
+                print(f"\n{label}: static clip, {args.static_seconds:g} s at 30 fps, {tw}x{th}, sensor noise only")
                 for method, r in rows["static"].items():
                     print(
                         f"  {method:20s} drift {r['drift']:.2f} levels, "

@@ -125,6 +125,7 @@ class VideoResult:
     keyframes: int = 1
     network_frames: int = 0  # frames the network stylized (the others were warped from keyframes)
     scene_cuts: int = 0  # new shots found by the flow (temporal="flow" or keyframes > 1)
+    network_seconds: float = 0.0  # wall time inside the network (the rest: decode, temporal work, encode)
     complete: bool = True  # False: the input was damaged or ended early; ``frames`` is what could be read
     damaged: int = 0  # undecodable packets skipped
     expected_frames: int | None = None
@@ -332,8 +333,12 @@ def _transcode(
     method = "off" if temporal == "stats" and stabilize is not True else temporal
     mode = "exact" if exact else "default"
 
+    timer = {"network": 0.0}
+
     def network(upright: np.ndarray) -> np.ndarray:
+        began = time.perf_counter()
         styled = pipe.stylize_frames(upright, mode=mode, norm_stats=smoother)
+        timer["network"] += time.perf_counter() - began
         return adjust(upright, styled) if adjust is not None else styled
 
     temporal_work = TemporalProcessor(
@@ -465,6 +470,7 @@ def _transcode(
         "keyframes": keyframes,
         "network_frames": temporal_work.network_frames,
         "scene_cuts": temporal_work.cuts,
+        "network_seconds": timer["network"],
         "complete": not (damaged or broken or ended_early),
         "damaged": damaged,
     }
