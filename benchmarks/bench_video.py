@@ -212,11 +212,18 @@ def run_clip(name, pipe, model, clip: Path, tmp: Path, args, true_flows=None, ma
     rows, outputs = {}, {}
     for method, options in METHODS.items():
         out = tmp / f"{name}-{method.replace(' ', '_')}.mp4"
+        cpu = time.process_time()
         result = stylize_video(
             pipe, clip, out, duration=duration, max_side=max_side, crf=args.crf, progress=False, **options
         )
+        cpu = time.process_time() - cpu  # all threads of this process: steadier than wall time on a shared CPU
         outputs[method] = list(video_frames(out))
-        rows[method] = {"fps": result.frames_per_second, "frames": result.frames, "network": result.network_frames}
+        rows[method] = {
+            "fps": result.frames_per_second,
+            "cpu_per_frame": cpu / result.frames,
+            "frames": result.frames,
+            "network": result.network_frames,
+        }
         print(f"  {name} / {method}: {result.frames_per_second:.3f} frames/s", flush=True)
     size = (outputs["per-frame"][0].shape[1], outputs["per-frame"][0].shape[0])
     inputs = list(video_frames(clip, size=size, limit=frames))
@@ -265,16 +272,18 @@ def run_static(pipe, tmp: Path, args, width: int, height: int) -> dict:
 def print_table(title: str, rows: dict) -> None:
     true = "e_warp_true" in rows["per-frame"]
     print(f"\n{title} ({rows['_size']}, naive loop {rows['_naive_fps']:.3f} frames/s)")
-    head = "| method | frames/s | vs per-frame | vs naive | network frames | E_warp x1e3 | / input's |"
+    head = "| method | frames/s | vs per-frame | CPU s/frame | vs per-frame (CPU) | vs naive | network frames |"
+    head += " E_warp x1e3 | / input's |"
     head += " E_warp (true motion) x1e3 |" if true else ""
     head += " flicker | PSNR vs per-frame (dB) | sharpness |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    base = rows["per-frame"]["fps"]
+    base, base_cpu = rows["per-frame"]["fps"], rows["per-frame"]["cpu_per_frame"]
     for method in METHODS:
         r = rows[method]
         line = (
-            f"| {method} | {r['fps']:.3f} | {r['fps'] / base:.2f}x | {r['vs_naive']:.2f}x "
+            f"| {method} | {r['fps']:.3f} | {r['fps'] / base:.2f}x | {r['cpu_per_frame']:.3f} "
+            f"| {base_cpu / r['cpu_per_frame']:.2f}x | {r['vs_naive']:.2f}x "
             f"| {r['network']}/{r['frames']} | {r['e_warp'] * 1e3:.3f} | {r['e_warp'] / r['e_warp_input']:.1f}x |"
         )
         if true:
