@@ -165,7 +165,7 @@ class TemporalProcessor:
         item.conf = confidence(prev.x, x, item.to_prev, item.from_prev)
         reliable = float((item.conf > 0.5).mean())
         item.cut = reliable < self.settings.cut_reliable
-        self.cuts += item.cut and self._last is not None
+        self.cuts += item.cut
         return item
 
     def _run_shots(self, items: list[_Frame]) -> None:

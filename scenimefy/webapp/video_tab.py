@@ -87,6 +87,7 @@ class VideoJob:
     fast: bool
     temporal: str  # "flow", "stats" or "off"
     keyframes: int  # 1, or REUSE with "reuse frames"
+    fast_missing: bool = False  # Fast ticked for a style without a fast model here: the job refuses
 
     @property
     def network_frames(self) -> int | None:
@@ -131,6 +132,8 @@ def clip_note(job: VideoJob, *, seconds: float | None = None) -> str:
     """What a video job will do, in the user's terms: working size, part of the clip, frames, the
     model, the smoothing, the frames the network runs on, and the time it takes (``seconds``)."""
     plan = job.plan
+    if job.fast_missing:
+        return f"The {job.title} style has no fast model on this server. Untick Fast to stylize this clip."
     part, scaled = _clip_parts(plan)
     frames = f", {plan.frames} frames" if plan.frames else ""
     sound = "" if plan.info.audio_codec else " The clip has no sound."
@@ -191,7 +194,8 @@ def build_video_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
         title = state.title if state is not None else str(style)
         temporal = temporal if temporal in SMOOTHNESS_NOTE else "flow"
         keyframes = REUSE if reuse else 1
-        return VideoJob(plan, length, str(style), model, title, model != str(style), temporal, keyframes)
+        fast_missing = bool(fast) and model == str(style)
+        return VideoJob(plan, length, str(style), model, title, model != str(style), temporal, keyframes, fast_missing)
 
     def describe_clip(video_path, style=None, side=None, seconds=None, temporal="flow", reuse=False, fast=False):
         if not video_path:
@@ -243,7 +247,7 @@ def build_video_tab(ctx: AppContext, style: gr.Dropdown, example_folders, *, run
             title = "chosen"
         progress(0.0, desc=f"Loading the {title} style")
         yield gr.skip(), f"{note}\n\nLoading the {title} style..."
-        pipe, name = ctx.pipeline(style, "video", fast=spec.fast)
+        pipe, name = ctx.pipeline(style, "video", fast=bool(fast))  # refuses Fast without a fast model
         folder = result_folder("video")
         out = folder / f"{Path(video_path).stem}-{name}.mp4"
         per_frame = None

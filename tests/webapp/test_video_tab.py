@@ -67,6 +67,10 @@ def test_the_estimate_prices_the_model_the_frames_it_runs_on_and_the_method():
     assert speeds.estimate(keyed) == pytest.approx(76 * 1.3 + 150 * 0.1)
     speeds.record(job("shinkai-lite"), result(150, 150, 150 * 0.3, 150 * 0.2))
     assert speeds.estimate(job("shinkai-lite")) == pytest.approx(150 * 0.3)
+    missing = VideoJob(plan(), 5.0, "shinkai", "shinkai", "Makoto Shinkai", False, "flow", 1, fast_missing=True)
+    assert clip_note(missing) == (
+        "The Makoto Shinkai style has no fast model on this server. Untick Fast to stylize this clip."
+    )  # as the job says when it refuses
     note = clip_note(keyed, seconds=speeds.estimate(keyed))
     assert note == (
         "Stylizing the first 5.0 s of the 9.5 s clip at 960 x 540 px, 150 frames. With the Makoto Shinkai model, "
