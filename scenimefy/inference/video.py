@@ -121,7 +121,7 @@ class VideoResult:
     audio: str  # "copied", "re-encoded" or "none"
     seconds: float  # wall time
     flicker: FlickerStats | None = None
-    temporal: str = DEFAULT_TEMPORAL  # what ran: "flow", "stats", "off" (or "stats"'s part, "filter"/"norm")
+    temporal: str = DEFAULT_TEMPORAL  # what ran: "flow", "stats", "off" (stabilize's parts: "statistics", "filter")
     keyframes: int = 1
     network_frames: int = 0  # frames the network stylized (the others were warped from keyframes)
     scene_cuts: int = 0  # new shots found by the flow (temporal="flow" or keyframes > 1)
@@ -466,7 +466,9 @@ def _transcode(
         "frames": state["done"],
         "audio": audio.mode if audio else "none",
         "flicker": meter.result() if meter else None,
-        "temporal": temporal if temporal != "stats" or stabilize is True else stabilize,
+        "temporal": temporal
+        if temporal != "stats" or stabilize is True
+        else {"stats": "statistics"}.get(stabilize, stabilize),
         "keyframes": keyframes,
         "network_frames": temporal_work.network_frames,
         "scene_cuts": temporal_work.cuts,
