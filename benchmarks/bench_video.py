@@ -1,30 +1,37 @@
-"""Video stylization speed and temporal stability, on the test clip at its full 540x960 size.
+"""Video: speed and temporal consistency of each method, against per-frame stylization.
 
-In one run, with the full-size translator (the converted parity weights: the paper's network,
-random but fixed weights; speed and the flicker mechanism do not depend on what was learned):
+For each model (``--models``: ``parity``, the converted parity weights -- the paper's full
+network with fixed random weights; ``lite``, a lite student: ``--lite DIR`` a saved one, e.g.
+from ``bench_lite.py --save DIR``, else an untrained one, said so) and each method:
 
-- our default path (``scenimefy.inference.video.stylize_video``: streamed decode, batches through the
-  fast inference path, stabilisation on, x264 encode, audio copied), frames/s, on every fast path
-  the CPU runs natively: bf16 (native bf16 only) and fp32 (Winograd; forced with
-  ``SCENIMEFY_CPU_BF16=0`` on a bf16 CPU, as a CPU without bf16 runs it);
-- the same path with stabilisation off: frames/s and the flicker index. The two passes also
-  give the flicker of each stabilisation part alone: the default pass measured before its
-  output filter is "statistics only"; the unstabilised pass through a side filter is "output
-  filter only";
-- a naive loop: decode a frame, fp32 eager ``model(x)``, encode it; frames/s on a subset;
-- optionally a preview (``--preview-side``: frames scaled down in the decoder), frames/s.
+    per-frame (temporal="off"), stats (today's stabilisation), flow (the default),
+    flow + keyframes 2, flow + keyframes 3
 
-The flicker index (defined in scenimefy/inference/video.py) is the mean absolute change between
-consecutive output frames divided by that of the input frames; lower is steadier. The static
-figure is the mean output change (8-bit levels) where the input did not change.
+it runs the real video path (``stylize_video``: decode, network, temporal work, x264 at
+``--crf``) and prints frames/s (and against a naive loop: decode, fp32 eager ``model(x)`` per
+frame, encode), E_warp (Lai et al., graded with Farneback flow, ``scenimefy.evaluation.temporal``)
+and its ratio to the input's own E_warp, the flicker index, PSNR against the per-frame output,
+sharpness (mean image-gradient magnitude, relative to the per-frame output's) and the drift of the
+mean colour over a static stretch (max over frames and channels of |mean(O_t) - mean(O_0)|, 8-bit
+levels). On two clips:
 
-    python benchmarks/bench_video.py                           # the whole clip (slow on CPU)
-    python benchmarks/bench_video.py --frames 24 --naive-frames 8   # a CPU-sized subset
+* the test clip ``../shared/data/video/hanami.mp4`` (540x960; ``--max-side`` scales it down);
+* a synthetic clip with KNOWN motion: a photo panned (``--pan`` px/frame) and zoomed, with
+  sensor noise and a brightness flicker, where E_warp is also computed with the true motion;
+
+and a static clip (the same photo held still, sensor noise only, ``--static-seconds``) for the
+drift. The cost of the flow work alone (flow + blend, keyframe warps) is timed on the clip's
+frames with the network's outputs precomputed, against the network's own time per frame.
+All timings are taken one after another in one process: on a shared CPU trust the ratios only.
+
+    python benchmarks/bench_video.py                              # everything (slow on a CPU)
+    python benchmarks/bench_video.py --frames 24 --max-side 384 --models parity   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import tempfile
@@ -34,191 +41,342 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import av
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from common import SHARED, cpu_line
 
 import scenimefy  # noqa: F401  (before torchvision)
+from scenimefy.evaluation.temporal import video_frames, warp_error
 from scenimefy.hub.convert import load_reference_translator
 from scenimefy.inference.engine import translate
 from scenimefy.inference.pipeline import ScenimefyPipeline
-from scenimefy.inference.runtime import FORCE_BF16_ENV, choose_settings, cpu_probe_bf16
-from scenimefy.inference.stabilize import FlickerMeter, TemporalFilter
+from scenimefy.inference.stabilize import NormStatsSmoother
+from scenimefy.inference.temporal import TemporalProcessor
 from scenimefy.inference.video import stylize_video
 from scenimefy.inference.video_io import probe_video
+from scenimefy.models import ScenimefyLiteTranslator
 
 CLIP = SHARED / "data" / "video" / "hanami.mp4"
 WEIGHTS = SHARED / "parity" / "net_G.pth"
+PHOTO = SHARED / "data" / "photos" / "ag_1.jpg"
+METHODS = {
+    "per-frame": {"temporal": "off"},
+    "stats": {"temporal": "stats"},
+    "flow": {"temporal": "flow"},
+    "flow + keyframes 2": {"temporal": "flow", "keyframes": 2},
+    "flow + keyframes 3": {"temporal": "flow", "keyframes": 3},
+}
 
 
-def naive_loop(model, src: Path, dst: Path, frames: int, crf: int, preset: str) -> tuple[int, float]:
-    """Decode -> fp32 eager generator on one frame -> encode, frame after frame."""
+# --------------------------------------------------------------------------- clips
+def known_motion_clip(
+    photo: np.ndarray,
+    n: int,
+    width: int,
+    height: int,
+    *,
+    pan: float = 2.0,
+    zoom: float = 1.002,
+    noise: float = 2.0,
+    flicker: float = 0.02,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """Frames of ``photo`` seen through a window that pans ``pan`` px/frame and zooms in by ``zoom``
+    per frame, with Gaussian sensor noise (sigma in levels) and a brightness flicker of +-``flicker``;
+    and the true (forward, backward) flow of each consecutive pair.
+
+    Frame t at pixel x shows the photo at A_t(x) = (x - c) / s_t + p + o_t (c: the frame's centre,
+    p: the photo's, s_t = zoom^t, o_t = (pan t, 0)); so F_f(x) = s_{t+1} (A_t(x) - p - o_{t+1}) + c - x.
+    """
+    rng = np.random.default_rng(seed)
+    src = photo.astype(np.float32)
+    ph, pw = src.shape[:2]
+    c = np.array([(width - 1) / 2, (height - 1) / 2])
+    p = np.array([(pw - 1) / 2 - pan * (n - 1) / 2, (ph - 1) / 2])  # the pan stays inside the photo
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    grid = np.stack([xx, yy], -1)
+
+    def source(t: int, x: np.ndarray) -> np.ndarray:  # A_t(x)
+        return (x - c) / zoom**t + p + np.array([pan * t, 0.0])
+
+    def target(t: int, a: np.ndarray) -> np.ndarray:  # A_t^-1(a)
+        return (a - p - np.array([pan * t, 0.0])) * zoom**t + c
+
+    frames, flows = [], []
+    for t in range(n):
+        a = source(t, grid).astype(np.float32)
+        f = cv2.remap(src, a[..., 0], a[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        f = f * (1 + flicker * rng.choice([-1.0, 1.0])) + rng.normal(0, noise, f.shape)
+        frames.append(np.clip(np.rint(f), 0, 255).astype(np.uint8))
+        if t + 1 < n:
+            fw = target(t + 1, source(t, grid)) - grid
+            bw = target(t, source(t + 1, grid)) - grid
+            flows.append((fw.astype(np.float32), bw.astype(np.float32)))
+    return frames, flows
+
+
+def write_frames(path: Path, frames: list[np.ndarray], rate: int = 30, crf: int = 4) -> None:
+    """A near-lossless H.264 clip of ``frames`` (the noise survives)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.options = "yuv444p", {"crf": str(crf), "preset": "fast"}
+        for pixels in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def photo_at(height: int, width: int) -> np.ndarray:
+    """The benchmark photo scaled so a ``width`` x ``height`` window covers ~80% of its height."""
+    rgb = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(PHOTO).convert("RGB"))
+    s = height / 0.8 / rgb.shape[0]
+    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+
+
+# --------------------------------------------------------------------------- measures
+def psnr(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """PSNR (dB) of the frames ``a`` against ``b``, from the mean squared error over all frames."""
+    mse = float(np.mean([((x.astype(np.float64) - y) ** 2).mean() for x, y in zip(a, b)]))
+    return 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
+
+
+def sharpness(frames: list[np.ndarray]) -> float:
+    """Mean image-gradient magnitude of the grey frames (levels per pixel)."""
+    total = 0.0
+    for f in frames:
+        g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float64)
+        dy, dx = np.gradient(g)
+        total += float(np.sqrt(dx**2 + dy**2).mean())
+    return total / len(frames)
+
+
+def drift(frames: list[np.ndarray]) -> float:
+    means = np.stack([f.reshape(-1, 3).mean(0) for f in frames])
+    return float(np.abs(means - means[0]).max())
+
+
+def naive_loop(model, frames: list[np.ndarray], dst: Path, crf: int) -> float:
+    """Frames/s of fp32 eager ``model(x)`` frame after frame, with the encode."""
     began = time.perf_counter()
-    done = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vout = out.add_stream("libx264", rate=vin.average_rate)
-        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        vout.options = {"crf": str(crf), "preset": preset}
-        for frame in inp.decode(vin):
-            rgb = frame.to_ndarray(format="rgb24")
+    with av.open(str(dst), "w") as out:
+        vout = out.add_stream("libx264", rate=30)
+        vout.height, vout.width = frames[0].shape[:2]
+        vout.pix_fmt, vout.options = "yuv420p", {"crf": str(crf)}
+        for rgb in frames:
             x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
             h, w = x.shape[-2:]
-            x = F.pad(x, (0, -w % 4, 0, -h % 4), mode="reflect")
+            m = 8 if isinstance(model, ScenimefyLiteTranslator) else 4
+            x = F.pad(x, (0, -w % m, 0, -h % m), mode="reflect")
             with torch.inference_mode():
                 y = model(x)[:, :, :h, :w]
             pixels = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
             for packet in vout.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")):
                 out.mux(packet)
-            done += 1
-            if done >= frames:
-                break
         for packet in vout.encode(None):
             out.mux(packet)
-    return done, time.perf_counter() - began
+    return len(frames) / (time.perf_counter() - began)
+
+
+def flow_cost(pipe, frames: list[np.ndarray], per_frame: list[np.ndarray], keyframes: int) -> tuple[float, float]:
+    """(seconds per frame of the temporal work alone, of the network alone) on ``frames``."""
+    lookup = {hashlib.blake2b(x.tobytes(), digest_size=16).digest(): y for x, y in zip(frames, per_frame)}
+
+    def stored(batch):  # the network's outputs, already known
+        return np.stack([lookup[hashlib.blake2b(x.tobytes(), digest_size=16).digest()] for x in batch])
+
+    work = TemporalProcessor(stored, method="flow", keyframes=keyframes)
+    began = time.perf_counter()
+    for x in frames:
+        work.push(x[None])
+    work.finish()
+    temporal = (time.perf_counter() - began) / len(frames)
+    smoother = NormStatsSmoother() if pipe.can_smooth_stats else None
+    sample = frames[: min(4, len(frames))]
+    pipe.stylize_frames(sample[0][None], norm_stats=smoother)  # warm
+    began = time.perf_counter()
+    for x in sample:
+        pipe.stylize_frames(x[None], norm_stats=smoother)
+    return temporal, (time.perf_counter() - began) / len(sample)
+
+
+# --------------------------------------------------------------------------- runs
+def run_clip(name, pipe, model, clip: Path, tmp: Path, args, true_flows=None, max_side=None) -> dict:
+    info = probe_video(clip)
+    total = info.frames or round((info.duration or 0) * float(info.fps or 30))
+    frames = min(args.frames or total, total)
+    duration = None if frames >= total else (frames - 0.5) / float(info.fps)
+    rows, outputs = {}, {}
+    for method, options in METHODS.items():
+        out = tmp / f"{name}-{method.replace(' ', '_')}.mp4"
+        cpu = time.process_time()
+        result = stylize_video(
+            pipe, clip, out, duration=duration, max_side=max_side, crf=args.crf, progress=False, **options
+        )
+        cpu = time.process_time() - cpu  # all threads of this process: steadier than wall time on a shared CPU
+        outputs[method] = list(video_frames(out))
+        rows[method] = {
+            "fps": result.frames_per_second,
+            "cpu_per_frame": cpu / result.frames,
+            "frames": result.frames,
+            "network": result.network_frames,
+        }
+        print(f"  {name} / {method}: {result.frames_per_second:.3f} frames/s", flush=True)
+    size = (outputs["per-frame"][0].shape[1], outputs["per-frame"][0].shape[0])
+    inputs = list(video_frames(clip, size=size, limit=frames))
+    naive = naive_loop(model, inputs[: args.naive_frames], tmp / "naive.mp4", args.crf)
+    reference = outputs["per-frame"]
+    base_sharp = sharpness(reference)
+    for method, outs in outputs.items():
+        n = min(len(outs), len(inputs))
+        graded = warp_error(inputs[:n], outs[:n])
+        r = rows[method]
+        r.update(
+            e_warp=graded.output,
+            e_warp_input=graded.input,
+            flicker=graded.flicker,
+            psnr=psnr(outs, reference) if method != "per-frame" else None,
+            sharpness=sharpness(outs) / base_sharp,
+            vs_naive=r["fps"] / naive,
+        )
+        if true_flows is not None:
+            r["e_warp_true"] = warp_error(inputs[:n], outs[:n], flows=true_flows[: n - 1]).output
+            r["e_warp_true_input"] = warp_error(inputs[:n], inputs[:n], flows=true_flows[: n - 1]).input
+    rows["_naive_fps"] = naive
+    rows["_cost"] = {f"keyframes {k}": flow_cost(pipe, inputs, reference, k) for k in (1, 2, 3)}
+    rows["_size"] = f"{size[0]}x{size[1]}"
+    return rows
+
+
+def run_static(pipe, tmp: Path, args, width: int, height: int) -> dict:
+    n = round(args.static_seconds * 30)
+    photo = photo_at(height, width)
+    frames, _ = known_motion_clip(photo, n, width, height, pan=0.0, zoom=1.0, flicker=0.0, seed=1)
+    clip = tmp / "static.mp4"
+    write_frames(clip, frames)
+    result = {}
+    for method, options in METHODS.items():
+        out = tmp / "static-out.mp4"
+        stylize_video(pipe, clip, out, crf=args.crf, progress=False, **options)
+        outs = list(video_frames(out))
+        result[method] = {
+            "drift": drift(outs),
+            "static_change": float(np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(outs, outs[1:])])),
+        }
+    return result
+
+
+def print_table(title: str, rows: dict) -> None:
+    true = "e_warp_true" in rows["per-frame"]
+    print(f"\n{title} ({rows['_size']}, naive loop {rows['_naive_fps']:.3f} frames/s)")
+    head = "| method | frames/s | vs per-frame | CPU s/frame | vs per-frame (CPU) | vs naive | network frames |"
+    head += " E_warp x1e3 | / input's |"
+    head += " E_warp (true motion) x1e3 |" if true else ""
+    head += " flicker | PSNR vs per-frame (dB) | sharpness |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    base, base_cpu = rows["per-frame"]["fps"], rows["per-frame"]["cpu_per_frame"]
+    for method in METHODS:
+        r = rows[method]
+        line = (
+            f"| {method} | {r['fps']:.3f} | {r['fps'] / base:.2f}x | {r['cpu_per_frame']:.3f} "
+            f"| {base_cpu / r['cpu_per_frame']:.2f}x | {r['vs_naive']:.2f}x "
+            f"| {r['network']}/{r['frames']} | {r['e_warp'] * 1e3:.3f} | {r['e_warp'] / r['e_warp_input']:.1f}x |"
+        )
+        if true:
+            line += f" {r['e_warp_true'] * 1e3:.3f} |"
+        psnr_text = "" if r["psnr"] is None else f"{r['psnr']:.2f}"
+        line += f" {r['flicker']:.3f} | {psnr_text} | {r['sharpness'] * 100:.0f}% |"
+        print(line)
+    print(
+        f"input's own E_warp x1e3: {rows['per-frame']['e_warp_input'] * 1e3:.3f}"
+        + (f"; with the true motion: {rows['per-frame']['e_warp_true_input'] * 1e3:.3f}" if true else "")
+    )
+    for k, (temporal, network) in rows["_cost"].items():
+        print(
+            f"temporal work, {k}: {temporal * 1e3:.0f} ms/frame = {temporal / network * 100:.1f}% "
+            f"of the network's {network * 1e3:.0f} ms/frame"
+        )
+
+
+def load_models(args) -> dict:
+    models = {}
+    for name in args.models.split(","):
+        if name == "parity":
+            models["parity (full network)"] = load_reference_translator(args.weights).eval()
+        elif name == "lite":
+            if args.lite:
+                models[f"lite student ({Path(args.lite).name})"] = ScenimefyLiteTranslator.from_pretrained(
+                    args.lite
+                ).eval()
+            else:
+                torch.manual_seed(0)
+                models["lite student (UNTRAINED, random weights)"] = ScenimefyLiteTranslator().eval()
+        else:
+            raise SystemExit(f"unknown model {name!r}: parity, lite")
+    return models
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=CLIP)
     parser.add_argument("--weights", type=Path, default=WEIGHTS)
-    parser.add_argument("--frames", type=int, default=None, help="frames for our path (default: the whole clip)")
-    parser.add_argument("--naive-frames", type=int, default=16, help="frames for the naive loop (it is slow)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--preview-side", type=int, default=None, help="also time a preview at this max side")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--models", default="parity,lite", help="comma-separated: parity, lite")
+    parser.add_argument("--lite", default=None, help="a saved lite student folder (bench_lite.py --save)")
+    parser.add_argument("--frames", type=int, default=48, help="frames of each clip (default 48)")
+    parser.add_argument("--max-side", type=int, default=None, help="scale the test clip down (a quicker run)")
+    parser.add_argument("--synthetic", default="384x224", help="known-motion clip size WxH")
+    parser.add_argument("--pan", type=float, default=2.0, help="known-motion clip: pan in px/frame")
+    parser.add_argument("--static-seconds", type=float, default=3.0)
+    parser.add_argument("--static-size", default=None, help="static clip size WxH (default: --synthetic's)")
+    parser.add_argument("--naive-frames", type=int, default=6)
     parser.add_argument("--crf", type=int, default=18)
-    parser.add_argument("--preset", default="medium")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: real, synthetic, static")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    info = probe_video(args.clip)
-    total = info.frames or round((info.duration or 0) * float(info.fps or 30))
-    frames = min(args.frames or total, total)
-    # The range is set in seconds; half a frame of slack keeps exactly ``frames`` frames.
-    duration = None if frames >= total else (frames - 0.5) / float(info.fps)
-    model = load_reference_translator(args.weights).eval().to(args.device)
-    pipe = ScenimefyPipeline(model)
-    device = torch.device(args.device)
-    settings = choose_settings(device)
+    skip = set(filter(None, args.skip.split(",")))
     print(cpu_line())
-    print(
-        f"clip {args.clip.name}: {info.width}x{info.height}, {total} frames at {float(info.fps):.2f} fps, "
-        f"audio {info.audio_codec}; device {args.device}, fast path: {settings.reason}"
-    )
-    print(f"our path on {frames} frames (full size), naive loop on {min(args.naive_frames, frames)} frames\n")
-
-    # Warm-up, untimed: kernel selection and the fast path's prepared weights, for both paths.
-    warm = torch.zeros(1, 3, info.height + -info.height % 4, info.width + -info.width % 4, device=device)
-    translate(model, warm)
-    translate(model, warm, dtype=torch.float32)  # the fp32 path's Winograd weights
-    with torch.inference_mode():
-        model(warm)
-    del warm
-
-    rows = {}
+    sw, sh = (int(v) for v in args.synthetic.split("x"))
+    report = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        side = {"stats only": FlickerMeter(), "filter only": FlickerMeter()}
-        side_filter = TemporalFilter()
-
-        def before_filter(inputs, outputs):  # default pass: outputs before the output filter
-            side["stats only"].update(inputs, outputs)
-            return outputs
-
-        def through_filter(inputs, outputs):  # unstabilised pass: what the filter alone would give
-            side["filter only"].update(inputs, side_filter(inputs, outputs))
-            return outputs
-
-        runs = [
-            ("default (stabilised)", {"stabilize": True, "adjust": before_filter}),
-            ("default, no stabilisation", {"stabilize": False, "adjust": through_filter}),
-        ]
-        if device.type == "cpu" and cpu_probe_bf16():
-            runs.append(("fp32 path (stabilised)", {"stabilize": True, "env": {FORCE_BF16_ENV: "0"}}))
-        if args.preview_side:
-            runs.append(
-                (
-                    f"preview max side {args.preview_side} (stabilised)",
-                    {"stabilize": True, "max_side": args.preview_side},
+        photo = photo_at(sh, sw)
+        frames, true_flows = known_motion_clip(photo, args.frames, sw, sh, pan=args.pan)
+        synthetic = tmp / "known-motion.mp4"
+        write_frames(synthetic, frames)
+        for label, model in load_models(args).items():
+            pipe = ScenimefyPipeline(model)
+            translate(model, torch.zeros(1, 3, 64, 64))  # warm-up
+            print(f"\n== {label}")
+            rows = {}
+            if "real" not in skip:
+                rows["test clip"] = run_clip("real", pipe, model, args.clip, tmp, args, max_side=args.max_side)
+                print_table(f"{label}: {args.clip.name}", rows["test clip"])
+            if "synthetic" not in skip:
+                rows["known motion"] = run_clip("synthetic", pipe, model, synthetic, tmp, args, true_flows=true_flows)
+                print_table(
+                    f"{label}: known-motion clip (pan {args.pan} px/frame, zoom 0.2%/frame, noise 2 levels, "
+                    "flicker 2%)",
+                    rows["known motion"],
                 )
-            )
-        for name, kwargs in runs:
-            env = kwargs.pop("env", {})
-            os.environ.update(env)
-            result = stylize_video(
-                pipe,
-                args.clip,
-                tmp / "ours.mp4",
-                duration=duration,
-                batch_size=args.batch_size,
-                crf=args.crf,
-                preset=args.preset,
-                measure_flicker=True,
-                progress=True,
-                **kwargs,
-            )
-            for key in env:
-                del os.environ[key]
-            rows[name] = {
-                "frames": result.frames,
-                "size": f"{result.width}x{result.height}",
-                "seconds": result.seconds,
-                "fps": result.frames_per_second,
-                "flicker_index": result.flicker.index,
-                "flicker_static": result.flicker.static,
-                "audio": result.audio,
-            }
-            print(f"  {name}: {result.frames_per_second:.3f} frames/s, flicker {result.flicker.index:.3f}", flush=True)
-        done, seconds = naive_loop(
-            model, args.clip, tmp / "naive.mp4", min(args.naive_frames, frames), args.crf, args.preset
-        )
-        rows["naive loop (fp32 eager, frame by frame)"] = {
-            "frames": done,
-            "size": f"{info.width}x{info.height}",
-            "seconds": seconds,
-            "fps": done / seconds,
-            "flicker_index": None,
-            "flicker_static": None,
-            "audio": "none",
-        }
-
-    naive_fps = rows["naive loop (fp32 eager, frame by frame)"]["fps"]
-    print("\n| run | frames | size | frames/s | vs naive | flicker index | static flicker (levels) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        flick = "" if r["flicker_index"] is None else f"{r['flicker_index']:.3f}"
-        static = "" if r["flicker_static"] is None else f"{r['flicker_static']:.2f}"
-        ratio = r["fps"] / naive_fps
-        print(f"| {name} | {r['frames']} | {r['size']} | {r['fps']:.3f} | {ratio:.2f}x | {flick} | {static} |")
-    steady, plain = rows["default (stabilised)"], rows["default, no stabilisation"]
-    speedup = steady["fps"] / naive_fps
-    target = "5x with native bf16" if settings.dtype == torch.bfloat16 else "2.5x on an fp32-only CPU"
-    print(f"\nspeed-up of the default path over the naive loop at full size: {speedup:.2f}x (target >= {target})")
-    if "fp32 path (stabilised)" in rows:
-        fp32 = rows["fp32 path (stabilised)"]["fps"] / naive_fps
-        print(f"speed-up of the fp32 path (as on a CPU without bf16): {fp32:.2f}x (target >= 2.5x)")
-    print(f"audio: {steady['audio']}")
-    print("\nflicker at full size (index: output change / input change; static: levels where the input is still):")
-    parts = {
-        "none": plain,
-        "statistics only": side["stats only"].result(),
-        "output filter only": side["filter only"].result(),
-        "both (default)": steady,
-    }
-    for name, r in parts.items():
-        index, static = (r["flicker_index"], r["flicker_static"]) if isinstance(r, dict) else (r.index, r.static)
-        print(f"  {name:20s} index {index:.3f}   static {static:.2f}")
-        rows.setdefault(f"flicker: {name}", {"flicker_index": index, "flicker_static": static})
-    lower = steady["flicker_index"] < plain["flicker_index"]
-    verdict = "lower" if lower else "NOT lower"
-    print(f"stabilisation: {plain['flicker_index']:.3f} -> {steady['flicker_index']:.3f} ({verdict})")
+            if "static" not in skip:
+                tw, th = (int(v) for v in (args.static_size or args.synthetic).split("x"))
+                rows["static"] = run_static(pipe, tmp, args, tw, th)
+                print(f"\n{label}: static clip, {args.static_seconds:g} s at 30 fps, {tw}x{th}, sensor noise only")
+                for method, r in rows["static"].items():
+                    print(
+                        f"  {method:20s} drift {r['drift']:.2f} levels, "
+                        f"mean change {r['static_change']:.2f} levels/frame"
+                    )
+            report[label] = rows
     if args.json:
-        args.json.write_text(json.dumps({"frames": frames, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps(report, indent=1, default=str))
     print(cpu_line())
 
 

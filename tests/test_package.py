@@ -96,7 +96,7 @@ def test_dependencies_point_one_way():
 #: Distributions of the extras ([app], [train], [eval]) and what only they pull in.
 EXTRAS = ("gradio", "accelerate", "datasets", "transformers", "open_clip", "lpips", "torchvision", "scipy")
 EXTRAS += ("fid_helper", "fid-helper", "pyarrow", "timm", "onnx", "onnxruntime", "onnxscript", "onnx_ir")
-EXTRAS += ("peft", "cv2", "opencv")  # [train]: the diffusion-pairs stage (diffusers imports peft when present)
+EXTRAS += ("peft",)  # [train]: the diffusion-pairs stage's LoRA (diffusers imports peft when present)
 
 
 def test_core_install_stylizes_without_the_extras(tmp_path):

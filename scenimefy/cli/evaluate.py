@@ -83,7 +83,43 @@ def _evaluate_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_warp(args: argparse.Namespace) -> int:
+    """E_warp of a stylized clip against its input clip (``scenimefy.evaluation.temporal``)."""
+    import json
+
+    from scenimefy.evaluation.temporal import video_warp_error
+    from scenimefy.inference.video_io import VideoError
+
+    if len(args.translated) != 1:
+        raise CommandError("--metric warp takes two videos: INPUT.mp4 OUTPUT.mp4")
+    src, out = args.reference, args.translated[0]
+    for path in (src, out):
+        if not Path(path).is_file():
+            raise CommandError(f"{path}: no such file")
+    try:
+        report = video_warp_error(src, out, max_frames=args.max_images)
+    except VideoError as err:
+        raise CommandError(str(err)) from None
+    except ValueError as err:
+        raise CommandError(f"{out}: {err}") from None
+    print(
+        f"E_warp (Lai et al. 2018, Farneback flow on the input, lower is steadier): {report.output * 1e3:.4f} x 1e-3 "
+        f"over {report.pairs} frame pairs\n"
+        f"the input's own E_warp (the floor): {report.input * 1e3:.4f} x 1e-3; output / input: {report.ratio:.2f}x\n"
+        f"flicker index: {report.flicker:.3f} (static regions: {report.flicker_static:.2f} levels/frame); "
+        f"{report.masked * 100:.1f}% of the pixels masked as occluded"
+    )
+    if args.json:
+        fields = {k: getattr(report, k) for k in ("output", "input", "pairs", "flicker", "flicker_static", "masked")}
+        Path(args.json).write_text(json.dumps({"metric": "warp", **fields, "ratio": report.ratio}, indent=1))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if "warp" in args.metrics:
+        if args.metrics != ["warp"]:
+            raise CommandError("--metric warp compares two videos: give it alone")
+        return _evaluate_warp(args)
     if args.metrics == ["lbce"] and len(args.translated) == 1 and not args.photos:
         args.translated = args.translated[0]  # the pairwise report of evaluate_lbce
         return _evaluate_lbce(args)
@@ -91,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 #: What ``scenimefy evaluate --metric NAME[,NAME]`` computes.
-METRICS = ("fid", "kid", "lbce")
+METRICS = ("fid", "kid", "lbce", "warp")
 
 
 def _metric_list(text: str) -> list[str]:
@@ -105,17 +141,19 @@ def _metric_list(text: str) -> list[str]:
 def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score translations: fid, kid (against an anime set), lbce (semantic consistency with the photos)",
+        help="score translations: fid, kid (against an anime set), lbce (semantic consistency with the photos), "
+        "warp (temporal consistency of a stylized video)",
         description="Evaluate translated images. fid/kid: REFERENCE is the anime set; several TRANSLATED folders "
         "(NAME=DIR) give one table row each (the paper's Table 1). lbce alone: REFERENCE is the source photos "
-        "(pairs matched by file name); lbce next to fid/kid takes the photos from --photos.",
+        "(pairs matched by file name); lbce next to fid/kid takes the photos from --photos. warp: REFERENCE is the "
+        "input video, TRANSLATED the stylized one (E_warp, the input's own, the flicker index).",
     )
     p.add_argument(
         "--metric",
         dest="metrics",
         required=True,
         type=_metric_list,
-        metavar="fid,kid,lbce",
+        metavar="fid,kid,lbce|warp",
         help="metrics to compute, comma-separated",
     )
     p.add_argument(
@@ -129,7 +167,9 @@ def add_evaluate(sub) -> None:
         choices=["pytorch-fid", "tf"],
         help="fid/kid Inception preprocessing (docs/evaluation.md)",
     )
-    p.add_argument("--max-images", type=int, default=None, help="fid/kid: use the first N images of each folder")
+    p.add_argument(
+        "--max-images", type=int, default=None, help="fid/kid: use the first N images of each folder; warp: N frames"
+    )
     p.add_argument("--cache-dir", default=None, help="fid/kid: cache Inception features of folders here")
     p.add_argument("--kid-subsets", type=int, default=100, help="kid: number of random subsets")
     p.add_argument("--kid-subset-size", type=int, default=1000, help="kid: images per subset (capped by the set sizes)")

@@ -120,6 +120,14 @@ def _video(args: argparse.Namespace) -> int:
 
     if not Path(args.input).is_file():
         raise CommandError(f"{args.input}: no such file")
+    if args.keyframes < 1:
+        raise CommandError(f"--keyframes must be >= 1, got {args.keyframes}")
+    temporal = args.temporal
+    if args.stabilize is not None:  # the older switch: --no-stabilize is --temporal off
+        implied = "flow" if args.stabilize else "off"
+        if temporal is not None and (temporal == "off") == args.stabilize:
+            raise CommandError(f"--{'' if args.stabilize else 'no-'}stabilize contradicts --temporal {temporal}")
+        temporal = temporal or implied
     with stop_on_signals():  # Ctrl-C / SIGTERM: the partial output is removed on the way out
         pipe = load_pipeline(args)
         try:
@@ -127,7 +135,8 @@ def _video(args: argparse.Namespace) -> int:
                 pipe,
                 args.input,
                 args.output,
-                stabilize=args.stabilize,
+                temporal=temporal,
+                keyframes=args.keyframes,
                 momentum=args.momentum,
                 start=args.start,
                 duration=args.duration,
@@ -144,6 +153,9 @@ def _video(args: argparse.Namespace) -> int:
         f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s "
         f"({result.frames_per_second:.2f} frames/s), audio {result.audio} -> {result.path}"
     )
+    network = f", the network on {result.network_frames} of them" if result.keyframes > 1 else ""
+    cuts = f", {result.scene_cuts} scene cut(s)" if result.scene_cuts else ""
+    print(f"temporal consistency: {result.temporal}{network}{cuts}")
     if not result.complete:
         expected = f" of the ~{result.expected_frames} expected" if result.expected_frames else ""
         damaged = f", {result.damaged} damaged packet(s) skipped" if result.damaged else ""
@@ -169,12 +181,28 @@ def add_video(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (default choice), .m4v, .mov or .mkv")
     add_model_args(p)
     p.add_argument(
+        "--temporal",
+        choices=["flow", "stats", "off"],
+        default=None,
+        help="temporal consistency: flow (default): blend with the previous output warped by optical flow, "
+        "in the low band, where the flow is trusted, plus smoothed statistics; stats: smoothed InstanceNorm "
+        "statistics and a motion-gated output filter (the earlier default); off: every frame on its own",
+    )
+    p.add_argument(
+        "--keyframes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="faster: run the network on every N-th frame (and at scene cuts, and where the flow fails) and "
+        "warp the frames in between from their two keyframes (default: 1, every frame)",
+    )
+    p.add_argument(
         "--stabilize",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="against flicker: smoothed InstanceNorm statistics and a motion-gated output filter (default: on)",
+        default=None,
+        help="older switch: --no-stabilize is --temporal off, --stabilize the default (flow)",
     )
-    p.add_argument("--momentum", type=float, default=0.9, help="stabilisation: weight of the past frames' statistics")
+    p.add_argument("--momentum", type=float, default=0.9, help="statistics smoothing: weight of the past frames'")
     p.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
     p.add_argument("--duration", type=float, default=None, help="stylize only this many seconds (a preview)")
     p.add_argument("--max-side", type=int, default=None, help="scale frames so the longer side is at most this")

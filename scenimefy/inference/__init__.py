@@ -7,7 +7,9 @@
 - ``runtime``: device capabilities, dtype/layout choice, process-wide state scoped to a call
 - ``graph``: the translator compiled into an op list of ``ops``; ``tiling``: memory model and tiled runs
 - ``video``: stylize a clip (PyAV decode -> frames -> H.264); ``video_io``: probing, audio, ranges
-- ``stabilize``: temporal stabilisation and the flicker index
+- ``stabilize``: temporal stabilisation (statistics, output filter) and the flicker index
+- ``flow``: optical flow between frames (OpenCV DIS) and its confidence; ``temporal``: the
+  flow-guided blend and keyframe reuse between the decoder and the encoder of ``video``
 - ``adjust``: post-stylization image adjustments (strength, keep the photo's colours)
 - ``outputs``: atomic writing of every output (temporary name, renamed when complete)
 - ``batch``: many images (files, folders, a ``datasets`` dataset), resumable, across processes

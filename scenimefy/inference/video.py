@@ -19,8 +19,13 @@ are all that is held in memory, never the clip. Choices (docs/video.md has the d
 * Audio: the first audio track is copied packet for packet (no quality loss) when the output
   container takes its codec (for .mp4: AAC, MP3, Opus, FLAC, the codecs browsers play);
   otherwise it is re-encoded to AAC. Clips without audio give clips without audio.
-* Stabilisation (``stabilize=True``): smoothed InstanceNorm statistics and a motion-gated output
-  filter (``stabilize``); ``stabilize="stats"`` / ``"filter"`` select one part.
+* Temporal consistency (``temporal``, ``scenimefy.inference.temporal``): ``"flow"`` (the default)
+  blends each stylized frame with the previous output warped by optical flow, in the low band,
+  where the flow is trusted, on top of smoothed InstanceNorm statistics; ``"stats"``: smoothed
+  statistics and a motion-gated output filter (``stabilize``); ``"off"``: frames independent.
+  ``keyframes=N`` runs the network on every N-th frame and warps the frames in between from
+  their two keyframes (a look-ahead of N frames). The old ``stabilize=False`` / ``"stats"`` /
+  ``"filter"`` still work (``False`` = ``"off"``; the parts = ``"stats"``'s parts).
 * Nothing half-written: the output is written to a hidden temporary file beside ``dst`` and
   renamed when complete (``outputs.atomic_output``); an error, an interrupt or a closed job
   removes it. A full disk raises ``DiskFullError``.
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
@@ -57,6 +63,7 @@ from scenimefy.inference.stabilize import (
     NormStatsSmoother,
     TemporalFilter,
 )
+from scenimefy.inference.temporal import METHODS, TemporalProcessor
 from scenimefy.inference.video_io import (
     CONTAINERS,
     AudioTrack,
@@ -77,6 +84,9 @@ from scenimefy.inference.video_io import (
 
 DEFAULT_CRF = 18  # visually lossless for x264; the network output is smooth and compresses well
 Stabilize = Literal[True, False, "stats", "filter"]
+Temporal = Literal["flow", "stats", "off"]
+DEFAULT_TEMPORAL: Temporal = "flow"
+DEFAULT_KEYFRAMES = 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,11 @@ class VideoResult:
     audio: str  # "copied", "re-encoded" or "none"
     seconds: float  # wall time
     flicker: FlickerStats | None = None
+    temporal: str = DEFAULT_TEMPORAL  # what ran: "flow", "stats", "off" (stabilize's parts: "statistics", "filter")
+    keyframes: int = 1
+    network_frames: int = 0  # frames the network stylized (the others were warped from keyframes)
+    scene_cuts: int = 0  # new shots found by the flow (temporal="flow" or keyframes > 1)
+    network_seconds: float = 0.0  # wall time inside the network (the rest: decode, temporal work, encode)
     complete: bool = True  # False: the input was damaged or ended early; ``frames`` is what could be read
     damaged: int = 0  # undecodable packets skipped
     expected_frames: int | None = None
@@ -195,6 +210,8 @@ def iter_stylize_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
+    temporal: Temporal | None = None,
+    keyframes: int = DEFAULT_KEYFRAMES,
     stabilize: Stabilize = True,
     momentum: float = DEFAULT_MOMENTUM,
     start: float = 0.0,
@@ -213,8 +230,13 @@ def iter_stylize_video(
     batches, frees the decoder and encoder, and removes the partial output.
 
     Args:
-        stabilize: True: smoothed InstanceNorm statistics (EMA ``momentum``) and the motion-gated
-            output filter; "stats" or "filter": one of them; False: frames independent.
+        temporal: "flow" (default): flow-guided blend with the previous output on top of smoothed
+            InstanceNorm statistics; "stats": smoothed statistics (EMA ``momentum``) and the
+            motion-gated output filter; "off": frames independent. None: from ``stabilize``.
+        keyframes: run the network on every N-th frame (and at scene cuts and wherever the flow
+            is unreliable); the frames between are warped from their two keyframes.
+        stabilize: the older switch, used when ``temporal`` is None: True = "flow", False =
+            "off", "stats" / "filter" = one part of "stats" (statistics / output filter).
         start, duration: seconds; only this part of the clip is stylized (a preview).
         max_side: scale frames so the longer side is at most this (output at that size).
         batch_size: frames per network call.
@@ -227,8 +249,16 @@ def iter_stylize_video(
     """
     if batch_size < 1:
         raise VideoError("batch_size must be >= 1")
+    if not isinstance(keyframes, int) or keyframes < 1:
+        raise VideoError(f"keyframes must be a whole number >= 1, got {keyframes!r}")
     if stabilize not in (True, False, "stats", "filter"):
         raise VideoError(f"stabilize must be True, False, 'stats' or 'filter', got {stabilize!r}")
+    if temporal is None:
+        temporal = {True: DEFAULT_TEMPORAL, False: "off"}.get(stabilize, "stats")
+    elif temporal not in METHODS:
+        raise VideoError(f"temporal must be one of {', '.join(METHODS)}, got {temporal!r}")
+    else:
+        stabilize = {"flow": True, "stats": True, "off": False}[temporal]
     if stabilize in (True, "stats") and not pipe.can_smooth_stats:
         if stabilize == "stats":
             raise VideoError(
@@ -250,6 +280,8 @@ def iter_stylize_video(
             tmp,
             container_format,
             plan,
+            temporal=temporal,
+            keyframes=keyframes,
             stabilize=stabilize,
             momentum=momentum,
             start=start,
@@ -279,6 +311,8 @@ def _transcode(
     container_format: str,
     plan: VideoPlan,
     *,
+    temporal,
+    keyframes,
     stabilize,
     momentum,
     start,
@@ -294,7 +328,22 @@ def _transcode(
     turns = quarter_turns(info.rotation)
     out_w, out_h = plan.width, plan.height
     smoother = NormStatsSmoother(momentum) if stabilize in (True, "stats") else None
-    deflicker = TemporalFilter() if stabilize in (True, "filter") else None
+    # "stats" split in its parts (the old stabilize="stats" / "filter"): the filter runs here
+    deflicker = TemporalFilter() if temporal == "stats" and stabilize == "filter" else None
+    method = "off" if temporal == "stats" and stabilize is not True else temporal
+    mode = "exact" if exact else "default"
+
+    timer = {"network": 0.0}
+
+    def network(upright: np.ndarray) -> np.ndarray:
+        began = time.perf_counter()
+        styled = pipe.stylize_frames(upright, mode=mode, norm_stats=smoother)
+        timer["network"] += time.perf_counter() - began
+        return adjust(upright, styled) if adjust is not None else styled
+
+    temporal_work = TemporalProcessor(
+        network, method=method, keyframes=keyframes, reset=smoother.reset if smoother else None
+    )
     meter = FlickerMeter() if measure_flicker else None
     with (
         open_video(src) as inp,
@@ -318,27 +367,33 @@ def _transcode(
             inp.seek(rng.start, stream=vin)  # lands on the keyframe before; earlier frames are skipped
         total = plan.frames if plan.frames is not None else frame_total(info, rng)
         batch: list[tuple[np.ndarray, int]] = []
+        waiting: deque[int] = deque()  # pts of frames given to the temporal work, not yet encoded
         state = {"done": 0, "last_pts": None}
 
-        def flush_batch() -> None:
-            frames = np.stack([f for f, _ in batch])
-            upright = np.rot90(frames, turns, axes=(1, 2)) if turns else frames
-            styled = pipe.stylize_frames(upright, mode="exact" if exact else "default", norm_stats=smoother)
-            if adjust is not None:
-                styled = adjust(upright, styled)
+        def encode(ready: list[tuple[np.ndarray, np.ndarray]]) -> None:
+            if not ready:
+                return
+            upright = np.stack([x for x, _ in ready])
+            styled = np.stack([y for _, y in ready])
             if deflicker is not None:
                 styled = deflicker(upright, styled)
             if meter is not None:
                 meter.update(upright, styled)
             if turns:
                 styled = np.rot90(styled, -turns, axes=(1, 2))
-            for pixels, pts in zip(styled, (p for _, p in batch)):
+            for pixels in styled:
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-                frame.pts, frame.time_base = pts, vin.time_base
+                frame.pts, frame.time_base = waiting.popleft(), vin.time_base
                 for packet in vout.encode(frame.reformat(format="yuv420p")):
                     out.mux(packet)
-            state["done"] += len(batch)
+            state["done"] += len(ready)
+
+        def flush_batch() -> None:
+            frames = np.stack([f for f, _ in batch])
+            upright = np.rot90(frames, turns, axes=(1, 2)) if turns else frames
+            waiting.extend(p for _, p in batch)
             batch.clear()
+            encode(temporal_work.push(upright))
 
         def take(frame: av.VideoFrame) -> bool:
             """Queue one decoded frame; False once past the range's end."""
@@ -385,8 +440,12 @@ def _transcode(
                 if len(batch) >= batch_size:
                     flush_batch()
                     yield VideoProgress(state["done"], total, plan)
+        tail = bool(batch or waiting)
         if batch:
             flush_batch()
+        if waiting:  # keyframes: the frames held back for a keyframe that never came
+            encode(temporal_work.finish())
+        if tail:
             yield VideoProgress(state["done"], total, plan)
         if state["done"] == 0:
             if damaged or broken:
@@ -407,6 +466,13 @@ def _transcode(
         "frames": state["done"],
         "audio": audio.mode if audio else "none",
         "flicker": meter.result() if meter else None,
+        "temporal": temporal
+        if temporal != "stats" or stabilize is True
+        else {"stats": "statistics"}.get(stabilize, stabilize),
+        "keyframes": keyframes,
+        "network_frames": temporal_work.network_frames,
+        "scene_cuts": temporal_work.cuts,
+        "network_seconds": timer["network"],
         "complete": not (damaged or broken or ended_early),
         "damaged": damaged,
     }

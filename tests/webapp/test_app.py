@@ -177,7 +177,9 @@ def test_video_with_sound_through_the_server(client, tmp_path):
 
     src = tmp_path / "clip.mp4"
     write_clip(src, moving_square(30, 48, 32), rate=12, audio="aac")  # 2.5 s: the server stylizes at most 2 s
-    result, note = client.predict(handle_file(str(src)), "shinkai", 1.0, False, True, 64, 2, api_name="/stylize_video")
+    result, note = client.predict(
+        handle_file(str(src)), "shinkai", 1.0, False, "flow", 64, 2, api_name="/stylize_video"
+    )
     path = result["video"] if isinstance(result, dict) else result
     assert Path(path).name == "clip-shinkai.mp4"
     assert note.startswith("Done in") and "the first 2.0 s of the 2.5 s clip at 48 x 32 px, 24 frames" in note

@@ -273,7 +273,7 @@ def test_fast_option_runs_the_lite_model_and_names_the_download(lite_app, page, 
     clip = tmp_path / "walk.mp4"
     write_clip(clip, moving_square(6, 48, 32), rate=12)
     result, note = client.predict(
-        handle_file(str(clip)), "shinkai", 1.0, False, True, 64, 1, True, api_name="/stylize_video"
+        handle_file(str(clip)), "shinkai", 1.0, False, "flow", 64, 1, True, api_name="/stylize_video"
     )
     assert Path(result["video"] if isinstance(result, dict) else result).name == "walk-shinkai-lite.mp4"
     assert note.startswith("Done in")
