@@ -163,18 +163,15 @@ class Conv(Op):
         p = self.pad
         if self.winograd is not None:
             # Padding only on image borders, so the same call serves whole images and tiles. The
-            # transforms run in the weight's dtype (fp32): a bf16 map is widened on the way in and
-            # rounded once on the way out, as a bf16 direct conv rounds its output.
-            dtype = x.dtype
-            x = x.to(self.winograd.u.dtype)
-            bias = None if self.bias is None else self.bias.to(x.dtype)
+            # transforms run in the weight's dtype (fp32): a bf16 map is widened as the bands copy
+            # it and rounded once as they place their tiles, as a bf16 direct conv rounds its output.
+            bias = None if self.bias is None else self.bias.to(self.winograd.u.dtype)
             pads = (p if cols.head else 0, p if cols.tail else 0, p if rows.head else 0, p if rows.tail else 0)
             if not self.reflect and all(pads):
                 y = winograd.conv2d(x, self.winograd, bias, padding=p)
             else:
                 x = F.pad(x, pads, mode="reflect" if self.reflect else "constant") if any(pads) else x
                 y = winograd.conv2d(x, self.winograd, bias)
-            y = y.to(dtype)
         elif self.reflect:
             # One reflect-pad copy, on image borders only. (Tried: zero-padded conv plus border
             # lines recomputed from small reflect-padded strips; it saves the copy but its dozen
@@ -356,8 +353,8 @@ class BlurUpConv(Op):
 
     def __init__(self, weight: torch.Tensor, fused: WinogradWeight) -> None:
         """weight: the conv's own (C_out, C_in, 3, 3) weight, for the border lines; fused: the
-        :func:`blur_up_conv_weight`, Winograd-transformed. Both run in ``fused``'s dtype (fp32);
-        a map in another dtype is converted on the way in and out."""
+        :func:`blur_up_conv_weight`, Winograd-transformed. Both compute in ``fused``'s dtype (fp32);
+        the map and the result keep theirs (``winograd.conv2d`` converts in its copies)."""
         self.out_channels = weight.shape[0]
         self.fused = fused
         self.blur, self.border = BlurUp(), Conv(weight.to(fused.u.dtype), None, reflect=False)
@@ -366,9 +363,6 @@ class BlurUpConv(Op):
         return (m + 1) // 2 + 1
 
     def __call__(self, x, rows, cols, ctx):
-        if x.dtype != self.fused.u.dtype:
-            y, rows, cols = self(x.to(self.fused.u.dtype), rows, cols, ctx)
-            return y.to(x.dtype), rows, cols
         pads = (int(cols.head), int(cols.tail), int(rows.head), int(rows.tail))
         xp = F.pad(x, pads, mode="replicate") if any(pads) else x
         y = winograd.conv2d(xp, self.fused, shuffle=True)
@@ -388,7 +382,8 @@ class BlurUpConv(Op):
         return y, Span(2 * lo_r, 2 * hi_r, 2 * rows.size), Span(2 * lo_c, 2 * hi_c, 2 * cols.size)
 
     def _unfused(self, x, rows, cols, ctx) -> torch.Tensor:
-        x, rows, cols = self.blur(x, rows, cols, ctx)
+        # In the fused weight's dtype (fp32) also on a bf16 path: the strips are two lines wide.
+        x, rows, cols = self.blur(x.to(self.fused.u.dtype), rows, cols, ctx)
         return self.border(x, rows, cols, ctx)[0]
 
 

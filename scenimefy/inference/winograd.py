@@ -213,8 +213,10 @@ def conv2d(
     """``F.conv2d(x, w, bias, padding=padding)`` for a 3x3 ``w`` given as ``transform_weight(w)``.
 
     x: (N, C_in, H, W), any H, W (>= 3 - 2 * padding), NCHW or channels_last, fp32 or bf16.
-    Returns (N, C_out, H + 2p - 2, W + 2p - 2) in x's dtype and memory format. The GEMMs run in
-    ``weight.u.dtype``; the transforms in x's dtype. Inference only (no autograd: the ops
+    Returns (N, C_out, H + 2p - 2, W + 2p - 2) in x's dtype and memory format. The transforms
+    and the GEMMs run in ``weight.u.dtype``: a bf16 x with an fp32 weight is widened in the copy
+    each band makes of its rows and rounded once in the copy that places its tiles, so fp32
+    Winograd serves a bf16 path at no extra pass over the maps. Inference only (no autograd: the ops
     write into preallocated buffers).
 
     shuffle: the output channels are four phases of a twice larger image, ordered (row phase,
@@ -250,12 +252,12 @@ def conv2d(
 
     # Band height: tile rows per band such that V and M fit ``band_bytes``, and in parallel
     # mode at least two bands per thread (a small image would otherwise run on one core).
-    per_row = n * n * tw * max(cin, cout) * x.element_size()
+    per_row = n * n * tw * max(cin, cout) * weight.u.element_size()
     rows_per_band = max(1, min(th, band_bytes // per_row))
     if parallel_bands and threads > 1:
         rows_per_band = max(1, min(rows_per_band, -(-th * batch // (2 * threads))))
     jobs = [(b, t0) for b in range(batch) for t0 in range(0, th, rows_per_band)]
-    u = weight.u if weight.u.dtype == x.dtype else weight.u.to(x.dtype)
+    u = weight.u
     band = _Band(x, out, weight, u, bias, padding, rows_per_band, shuffle)
     if not parallel_bands or len(jobs) < 2 or threads < 2:
         for job in jobs:
@@ -312,23 +314,28 @@ class _Band:
         e = torch.linalg.lstsq(winograd_matrices(m, weight.points)[0], ones[:, None]).solution[:, 0]
         e[e.abs() < 1e-12] = 0
         self.bias_terms = [(a * n + b, float(e[a] * e[b])) for a in range(n) for b in range(n) if e[a] and e[b]]
-        self.plan = _plan(weight, x.dtype, x.device, n * n * rows_per_band * self.tw * max(cin, cout))
-        self.gemm_out = torch.empty(n * n * rows_per_band * self.tw * cout, dtype=x.dtype, device=x.device)
+        self.dtype = u.dtype  # the transforms' and GEMMs' (x and out may differ: converted in the copies)
+        self.plan = _plan(weight, self.dtype, x.device, n * n * rows_per_band * self.tw * max(cin, cout))
+        self.gemm_out = torch.empty(n * n * rows_per_band * self.tw * cout, dtype=self.dtype, device=x.device)
         # Input rows and columns a band reads: [m*t0 - p, m*t0 - p + m*r + 2) x [-p, m*tw + 2 - p).
         # Where that leaves the image (zero padding, overhanging tiles) or x is not channels_last,
         # the band is first copied into a zero-bordered buffer (reused from band to band; its
         # column margins are zeroed once, rows outside the image where a band needs them).
         self.wpad = m * self.tw + 2
         xh = self.xh
-        self.direct_cols = padding == 0 and self.wpad == x.shape[3] and xh.stride(2) == cin and xh.stride(3) == 1
+        self.direct_cols = (
+            padding == 0
+            and self.wpad == x.shape[3]
+            and xh.stride(2) == cin
+            and xh.stride(3) == 1
+            and x.dtype == u.dtype
+        )
         self.padded: torch.Tensor | None = None
 
     def fork(self) -> _Band:
         twin = copy.copy(self)
         n, cin, cout = self.weight.n, self.weight.in_channels, self.weight.out_channels
-        twin.plan = _plan(
-            self.weight, self.x.dtype, self.x.device, n * n * self.rows_per_band * self.tw * max(cin, cout)
-        )
+        twin.plan = _plan(self.weight, self.dtype, self.x.device, n * n * self.rows_per_band * self.tw * max(cin, cout))
         twin.gemm_out = torch.empty_like(self.gemm_out)
         twin.padded = None
         return twin
@@ -352,7 +359,7 @@ class _Band:
             padded = self.padded
             if padded is None:
                 padded = self.padded = torch.empty(
-                    (m * self.rows_per_band + 2, self.wpad, cin), dtype=self.x.dtype, device=self.x.device
+                    (m * self.rows_per_band + 2, self.wpad, cin), dtype=self.dtype, device=self.x.device
                 )
                 padded[:, :p].zero_()
                 padded[:, p + w :].zero_()

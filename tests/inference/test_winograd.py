@@ -163,3 +163,15 @@ def test_shuffle_writes_the_four_phases_interleaved(channels_last, shape):
             assert torch.equal(y[:, :, py::2, px::2], phases[:, py, px])
     with pytest.raises(ValueError, match="four phases"):
         wg.conv2d(x, wg.transform_weight(weight[:3], 6), None, 1, shuffle=True)
+
+
+def test_fp32_weights_on_bf16_maps_compute_in_fp32_and_round_once():
+    """A bf16 map with an fp32 Winograd weight (kernel choice on a bf16 CPU): the bands widen it as
+    they copy it and round the result once as they place it -- a bf16 direct conv's rounding, not
+    bf16 Winograd's (2-5x larger)."""
+    x, weight, _ = _inputs((1, 16, 21, 27), 24, seed=5, dtype=torch.bfloat16)
+    y = wg.conv2d(x, wg.transform_weight(weight, 6), padding=1)
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    exact = F.conv2d(x.double(), weight.double(), padding=1)
+    # within one bf16 rounding of the exact result (plus fp32 Winograd's error, far smaller)
+    assert ((y.double() - exact).abs() <= exact.abs() * 2.0**-8 + 1e-4).all()
