@@ -48,14 +48,14 @@ import torch.nn.functional as F
 from common import SHARED, cpu_line
 
 import scenimefy  # noqa: F401  (before torchvision)
-from scenimefy.evaluation.temporal import video_frames, warp_error
+from scenimefy.evaluation.temporal import warp_error
 from scenimefy.hub.convert import load_reference_translator
 from scenimefy.inference.engine import translate
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.inference.stabilize import NormStatsSmoother
 from scenimefy.inference.temporal import TemporalProcessor
 from scenimefy.inference.video import stylize_video
-from scenimefy.inference.video_io import probe_video
+from scenimefy.inference.video_io import probe_video, video_frames
 from scenimefy.models import ScenimefyLiteTranslator
 
 CLIP = SHARED / "data" / "video" / "hanami.mp4"

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scenimefy.cli.common import CommandError
+
+if TYPE_CHECKING:
+    from scenimefy.evaluation.temporal import WarpReport
 
 
 def _segmenter(args: argparse.Namespace):
@@ -87,7 +92,6 @@ def _evaluate_warp(args: argparse.Namespace) -> int:
     """E_warp of a stylized clip against its input clip (``scenimefy.evaluation.temporal``)."""
     import json
 
-    from scenimefy.evaluation.temporal import video_warp_error
     from scenimefy.inference.video_io import VideoError
 
     if len(args.translated) != 1:
@@ -190,3 +194,21 @@ def add_evaluate(sub) -> None:
     )
     p.add_argument("--json", default=None, help="also write the results (lbce alone: per image) to this JSON file")
     p.set_defaults(handler=_evaluate)
+
+
+def video_warp_error(
+    input_path: str | os.PathLike, output_path: str | os.PathLike, *, max_frames: int | None = None
+) -> WarpReport:
+    """E_warp of a stylized clip against the clip it was made from (the input scaled to its size).
+
+    The output's frames are paired with the input's first frames in order (a ``--start`` preview is
+    not realigned: grade it against a clip cut at the same place).
+    """
+    from scenimefy.evaluation.temporal import pairs_warp_error
+    from scenimefy.inference.video_io import probe_video, video_frames
+
+    out = probe_video(output_path)
+    outputs = video_frames(output_path, limit=max_frames)
+    inputs = video_frames(input_path, size=(out.width, out.height), limit=max_frames)
+    pairs = ((x, y) for x, y in zip(inputs, outputs))
+    return pairs_warp_error(pairs)

@@ -20,11 +20,12 @@ after the flow is float64 numpy.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from scenimefy.data.flicker import FlickerMeter
 
 #: Farneback parameters of the grader (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags).
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)
@@ -119,12 +120,11 @@ def warp_error(
     """
     if len(inputs) != len(outputs) or len(inputs) < 2:
         raise ValueError(f"need >= 2 input and output frames of equal count, got {len(inputs)} and {len(outputs)}")
-    return _report(zip(inputs, outputs), flows)
+    return pairs_warp_error(zip(inputs, outputs), flows)
 
 
-def _report(frames: Iterable[tuple[np.ndarray, np.ndarray]], flows=None) -> WarpReport:
-    from scenimefy.inference.stabilize import FlickerMeter
-
+def pairs_warp_error(frames: Iterable[tuple[np.ndarray, np.ndarray]], flows=None) -> WarpReport:
+    """:func:`warp_error` of (input, output) frame pairs streamed in order (e.g. decoded from files)."""
     flow_iter = iter(flows) if flows is not None else None
     meter = FlickerMeter()
     errs, floor, masked = [], [], []
@@ -155,35 +155,3 @@ def _report(frames: Iterable[tuple[np.ndarray, np.ndarray]], flows=None) -> Warp
         masked=float(np.mean(masked)),
         per_pair=errs,
     )
-
-
-def video_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, limit: int | None = None) -> Iterator:
-    """(H, W, 3) uint8 RGB frames of a video file in stored orientation, scaled (area) to ``size`` (w, h)."""
-    from scenimefy.inference.video_io import open_video
-
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for n, frame in enumerate(container.decode(stream)):
-            if limit is not None and n >= limit:
-                return
-            if size is not None and (frame.width, frame.height) != size:
-                frame = frame.reformat(size[0], size[1], "rgb24", interpolation="AREA")
-            yield frame.to_ndarray(format="rgb24")
-
-
-def video_warp_error(
-    input_path: str | os.PathLike, output_path: str | os.PathLike, *, max_frames: int | None = None
-) -> WarpReport:
-    """E_warp of a stylized clip against the clip it was made from (the input scaled to its size).
-
-    The output's frames are paired with the input's first frames in order (a ``--start`` preview is
-    not realigned: grade it against a clip cut at the same place).
-    """
-    from scenimefy.inference.video_io import probe_video
-
-    out = probe_video(output_path)
-    outputs = video_frames(output_path, limit=max_frames)
-    inputs = video_frames(input_path, size=(out.width, out.height), limit=max_frames)
-    pairs = ((x, y) for x, y in zip(inputs, outputs))
-    return _report(pairs)

@@ -249,3 +249,16 @@ def frame_pts(frame: av.VideoFrame, state: dict, stream, info: VideoInfo) -> int
 def mux_options(container_format: str) -> dict[str, str]:
     # The index at the front lets browsers start playing before the whole file has arrived.
     return {"movflags": "+faststart"} if container_format in ("mp4", "mov") else {}
+
+
+def video_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, limit: int | None = None) -> Iterator:
+    """(H, W, 3) uint8 RGB frames of a video file in stored orientation, scaled (area) to ``size`` (w, h)."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for n, frame in enumerate(container.decode(stream)):
+            if limit is not None and n >= limit:
+                return
+            if size is not None and (frame.width, frame.height) != size:
+                frame = frame.reformat(size[0], size[1], "rgb24", interpolation="AREA")
+            yield frame.to_ndarray(format="rgb24")

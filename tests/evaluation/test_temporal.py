@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
+from scenimefy.cli.evaluate import video_warp_error
 from scenimefy.evaluation.temporal import (
     backward_warp,
     farneback_flow,
     occlusion_mask,
-    video_warp_error,
     warp_error,
 )
 from tests.support.videos import write_clip
