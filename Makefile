@@ -36,7 +36,7 @@ browser-deps:
 TEST_WORKERS ?= 2
 
 test: $(STAMP) browser-deps
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not browser"
