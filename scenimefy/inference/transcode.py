@@ -97,7 +97,9 @@ def transcode(
         vout.width, vout.height, vout.pix_fmt = out_w, out_h, "yuv420p"
         vout.codec_context.time_base = vin.time_base  # frames keep their input pts (VFR)
         vout.time_base = vin.time_base
-        vout.options = {"crf": str(crf), "preset": preset}
+        # x264's macroblock-tree rate control made a different file on each run of the same frames
+        # (every run of hanami.mp4, 2026-12-07): off, the same input gives the same bytes.
+        vout.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
         if info.rotation:
             vout.set_display_rotation(info.rotation)
         audio = None
