@@ -82,7 +82,7 @@ def transcode(
         return adjust(upright, styled) if adjust is not None else styled
 
     temporal_work = TemporalProcessor(
-        network, method=method, keyframes=keyframes, reset=smoother.reset if smoother else None
+        network, method=method, keyframes=keyframes, reset=smoother.reset if smoother else None, batch=batch_size
     )
     meter = FlickerMeter() if measure_flicker else None
     with (

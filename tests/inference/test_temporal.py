@@ -87,14 +87,25 @@ def test_flow_lowers_the_warping_error_keeps_the_detail_and_keyframes_skip_the_n
     assert np.array_equal(keyed[0], per_frame[0]) and np.array_equal(flow[0], per_frame[0])
 
 
-def test_keyframes_look_ahead_at_most_n_frames(pipe):
-    frames = panned(photo("teaser-0.jpg"), 8)
-    work = TemporalProcessor(pipe.stylize_frames, keyframes=3)
+def test_keyframes_look_ahead_at_most_n_times_batch_frames_and_batch_the_network(pipe):
+    frames = panned(photo("teaser-0.jpg"), 14)
+    calls = []
+
+    def network(x):
+        calls.append(len(x))
+        return pipe.stylize_frames(x)
+
+    work = TemporalProcessor(network, keyframes=3, batch=2)
     given = 0
     for i, f in enumerate(frames, start=1):
         given += len(work.push(f[None]))
-        assert i - given < 3  # never more than N - 1 frames held back
-    assert given + len(work.finish()) == 8
+        assert i - given < 3 * 2  # never more than N x batch - 1 frames held back
+    assert given + len(work.finish()) == 14
+    # keyframes 0, 3, 6, 9, 12 and the last frame: two per call after the first frame's
+    assert calls == [2, 2, 2] and work.network_frames == 6
+    one_by_one, _ = run(pipe, frames, keyframes=3, batch=1)
+    batched, _ = run(pipe, frames, keyframes=3, batch=4)
+    assert all(np.array_equal(x, y) for x, y in zip(one_by_one, batched))
 
 
 def test_a_scene_cut_resets_no_blend_across_it(pipe):
