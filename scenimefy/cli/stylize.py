@@ -166,6 +166,8 @@ def _video(args: argparse.Namespace) -> int:
         )
     if result.flicker is not None:
         print(f"flicker index {result.flicker.index:.3f} (static regions: {result.flicker.static:.2f} levels/frame)")
+    if args.verbose:
+        print_kernel_report(pipe, "default")
     return 0
 
 

@@ -24,7 +24,7 @@ are all that is held in memory, never the clip. Choices (docs/video.md has the d
   where the flow is trusted, on top of smoothed InstanceNorm statistics; ``"stats"``: smoothed
   statistics and a motion-gated output filter (``stabilize``); ``"off"``: frames independent.
   ``keyframes=N`` runs the network on every N-th frame and warps the frames in between from
-  their two keyframes (a look-ahead of N frames). The old ``stabilize=False`` / ``"stats"`` /
+  their two keyframes (a look-ahead of N x ``batch_size`` frames). The old ``stabilize=False`` / ``"stats"`` /
   ``"filter"`` still work (``False`` = ``"off"``; the parts = ``"stats"``'s parts).
 * Nothing half-written: the output is written to a hidden temporary file beside ``dst`` and
   renamed when complete (``outputs.atomic_output``); an error, an interrupt or a closed job

@@ -163,13 +163,16 @@ def test_video_options_and_the_cli(pipe, tmp_path):
     tiny_translator().save_pretrained(weights)
     cmd = [sys.executable, "-m", "scenimefy", "video", str(src), "--weights", str(weights)]
     ok = subprocess.run(
-        cmd + ["-o", str(tmp_path / "c.mp4"), "--keyframes", "3", "--temporal", "flow"],
+        cmd + ["-o", str(tmp_path / "c.mp4"), "--keyframes", "3", "--temporal", "flow", "--verbose"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert ok.returncode == 0, ok.stderr
     assert "temporal consistency: flow, the network on 4 of them" in ok.stdout
+    # --verbose: the settings' reason, then each conv's kernel at the frames' map sizes
+    report = [line for line in ok.stderr.splitlines() if line.startswith("inference: ")]
+    assert len(report) > 2 and any("64x96" in line for line in report), ok.stderr
     bad = subprocess.run(
         cmd + ["-o", str(tmp_path / "x.mp4"), "--no-stabilize", "--temporal", "flow"],
         capture_output=True,
