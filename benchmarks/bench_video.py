@@ -26,6 +26,8 @@ All timings are taken one after another in one process: on a shared CPU trust th
 
     python benchmarks/bench_video.py                              # everything (slow on a CPU)
     python benchmarks/bench_video.py --frames 24 --max-side 384 --models parity   # a quick look
+    python benchmarks/bench_video.py --models parity --skip real,synthetic,static --frames 40 --speed 2
+                                                                 # speed only: full size, interleaved
 """
 
 from __future__ import annotations
@@ -251,6 +253,38 @@ def run_clip(name, pipe, model, clip: Path, tmp: Path, args, true_flows=None, ma
     return rows
 
 
+def run_speed(pipe, clip: Path, tmp: Path, args) -> dict:
+    """Frames/s of each method on ``clip``, the methods interleaved ``--speed`` times: the best run of
+    each (the least disturbed on a shared CPU) and its ratio to per-frame's best."""
+    info = probe_video(clip)
+    total = info.frames or round((info.duration or 0) * float(info.fps or 30))
+    frames = min(args.frames or total, total)
+    duration = None if frames >= total else (frames - 0.5) / float(info.fps)
+    rows = {m: {"seconds": float("inf"), "runs": []} for m in METHODS if m != "stats"}
+    for _ in range(args.speed):
+        for method, row in rows.items():
+            began = time.perf_counter()
+            result = stylize_video(
+                pipe,
+                clip,
+                tmp / "speed.mp4",
+                duration=duration,
+                max_side=args.max_side,
+                crf=args.crf,
+                progress=False,
+                **METHODS[method],
+            )
+            seconds = time.perf_counter() - began
+            row["runs"].append(round(seconds, 2))
+            row.update(seconds=min(row["seconds"], seconds), frames=result.frames, network=result.network_frames)
+            print(f"  speed / {method}: {seconds:.1f} s", flush=True)
+    base = rows["per-frame"]["frames"] / rows["per-frame"]["seconds"]
+    for row in rows.values():
+        row["fps"] = row["frames"] / row["seconds"]
+        row["vs_per_frame"] = row["fps"] / base
+    return rows
+
+
 def run_static(pipe, tmp: Path, args, width: int, height: int) -> dict:
     n = round(args.static_seconds * 30)
     photo = photo_at(height, width)
@@ -336,6 +370,13 @@ def main() -> None:
     parser.add_argument("--crf", type=int, default=18)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: real, synthetic, static")
+    parser.add_argument(
+        "--speed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time each method on the test clip N times, interleaved (best of N, the ratio to per-frame)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -365,6 +406,16 @@ def main() -> None:
                     "flicker 2%)",
                     rows["known motion"],
                 )
+            if args.speed:
+                rows["speed"] = run_speed(pipe, args.clip, tmp, args)
+                print(f"\n{label}: speed on {args.clip.name}, best of {args.speed} interleaved runs")
+                print("| method | frames/s | vs per-frame | network frames | runs (s) |")
+                print("|---|---|---|---|---|")
+                for method, r in rows["speed"].items():
+                    print(
+                        f"| {method} | {r['fps']:.3f} | {r['vs_per_frame']:.2f}x | {r['network']}/{r['frames']} "
+                        f"| {', '.join(str(v) for v in r['runs'])} |"
+                    )
             if "static" not in skip:
                 tw, th = (int(v) for v in (args.static_size or args.synthetic).split("x"))
                 rows["static"] = run_static(pipe, tmp, args, tw, th)

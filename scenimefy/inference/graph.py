@@ -188,7 +188,7 @@ def build_ops(model: ScenimefyTranslator, settings: ExecutionSettings, device: t
     def norm(channels: int, relu: bool = True, scale: float = 1.0) -> Norm:
         nonlocal norms
         norms += 1
-        return Norm(norms - 1, relu, channels, scale, device)
+        return Norm(norms - 1, relu, channels, scale, device, stable=settings.stable_norms)
 
     # A conv bias in front of an InstanceNorm shifts every pixel of a channel equally and is
     # removed by the mean subtraction: those convs run without it.

@@ -81,6 +81,7 @@ class ExecutionSettings:
     dtype: torch.dtype
     channels_last: bool
     kernels: str = "direct"  # one of KERNEL_MODES: how each conv's kernel is chosen (KERNELS_ENV)
+    stable_norms: bool = False  # exact mode: InstanceNorm statistics the slower, stable way (ops.channel_moments)
     reason: str = field(default="", compare=False)
 
 
@@ -135,7 +136,7 @@ def choose_settings(
         "heuristic": "per-layer conv kernels by a fixed rule (direct or Winograd; no trial)",
         "winograd": f"Winograd F({WINOGRAD_TILE}x{WINOGRAD_TILE}, 3x3) in fp32 for 3x3 convs, fused blur-upsampling",
     }[kernels]
-    return ExecutionSettings(dtype, channels_last, kernels, reason=f"{why}, {layout}, {algorithm}")
+    return ExecutionSettings(dtype, channels_last, kernels, exact, reason=f"{why}, {layout}, {algorithm}")
 
 
 @contextmanager

@@ -249,14 +249,14 @@ def run_segment(
     # map, and each norm computes its own statistics on the way).
     for q, op in enumerate(ops):
         if isinstance(op, Norm) and op.index not in ctx.stats and len(cores) > 1:
-            moments = Moments()
+            moments = Moments(stable=op.stable)
             for core_r, core_c in cores:
                 moments.add(run_tile(core_r, core_c, ops[:q]))
             ctx.put_stats(op.index, *moments.result())
 
     in_place = halo == 0 and factor == 1.0 and not any(hasattr(op, "out_channels") for op in ops)
     out = None
-    moments = Moments() if collect is not None else None
+    moments = Moments(stable=collect.stable) if collect is not None else None
     for core_r, core_c in cores:
         y = run_tile(core_r, core_c, ops)
         if out is None:

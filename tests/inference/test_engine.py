@@ -115,7 +115,8 @@ def test_settings_per_device(monkeypatch):
     assert choose_settings(torch.device("cpu"), dtype=torch.float32).dtype == torch.float32
     cuda = choose_settings(torch.device("cuda"))
     assert (cuda.dtype, cuda.channels_last) == (torch.float16, True)
-    assert choose_settings(torch.device("cuda"), exact=True) == ExecutionSettings(torch.float32, False)
+    assert choose_settings(torch.device("cuda"), exact=True) == ExecutionSettings(torch.float32, False, stable_norms=True)
+    assert not choose_settings(torch.device("cpu"), dtype=torch.float32).stable_norms
 
 
 def test_capability_probe_never_raises():
@@ -256,7 +257,6 @@ def test_large_photo_stays_within_the_memory_budget_subprocess(bf16):
         def status(key):  # VmHWM: ru_maxrss would include the pytest parent's size (Linux keeps it across exec)
             return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
 
-        torch.set_num_threads(2)
         model = ScenimefyTranslator(n_blocks=1).eval()
         x = torch.rand(1, 3, 1080, 1920) * 2 - 1
         settings = choose_settings(torch.device("cpu"))

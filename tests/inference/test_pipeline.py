@@ -29,7 +29,11 @@ def test_reference_mode_reproduces_authors_demo(reference_pipe, name):
     vec = np.load(PARITY / f"{name}.npz")
     out = reference_pipe(vec["input"], mode="reference", output_type="np")
     assert out.shape == vec["output"].shape
-    assert np.abs(out.astype(int) - vec["output"].astype(int)).max() <= 1
+    diff = np.abs(out.astype(int) - vec["output"].astype(int))
+    # Off by one level only where float32 rounding crosses an integer (truncation): 0.007% and
+    # 0.02% of the values here, on any thread count. (InstanceNorm statistics from batch_norm's
+    # one-pass kernel gave 2 levels on 3 pixels with one thread, 1 level on 3.6% of the values.)
+    assert diff.max() <= 1 and diff.mean() < 1e-3
 
 
 def test_reference_resize_rule():
