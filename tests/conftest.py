@@ -17,8 +17,10 @@ if "SCENIMEFY_CACHE_DIR" not in os.environ:
 # One thread per core and worker: with two pytest workers on two cores, two torch threads each
 # spin-wait on each other's cores, and a small op waits for a preempted thread (a 1 s video test
 # took 40 s beside the other worker's large run). Servers and CLIs the tests start inherit it.
-_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-os.environ.setdefault("OMP_NUM_THREADS", str(min(2, _THREADS)))
+os.environ.setdefault(
+    "OMP_NUM_THREADS",
+    str(min(2, max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))),
+)
 
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 import scenimefy  # noqa: F401  (installs the torchvision shim first)
 from tests.support.paths import PARITY, SHARED
 
-torch.set_num_threads(min(2, _THREADS))
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

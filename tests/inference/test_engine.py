@@ -115,7 +115,9 @@ def test_settings_per_device(monkeypatch):
     assert choose_settings(torch.device("cpu"), dtype=torch.float32).dtype == torch.float32
     cuda = choose_settings(torch.device("cuda"))
     assert (cuda.dtype, cuda.channels_last) == (torch.float16, True)
-    assert choose_settings(torch.device("cuda"), exact=True) == ExecutionSettings(torch.float32, False, stable_norms=True)
+    assert choose_settings(torch.device("cuda"), exact=True) == ExecutionSettings(
+        torch.float32, False, stable_norms=True
+    )
     assert not choose_settings(torch.device("cpu"), dtype=torch.float32).stable_norms
 
 

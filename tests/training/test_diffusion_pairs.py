@@ -213,7 +213,12 @@ def test_killed_two_process_run_resumes_to_the_single_process_pairs(models, phot
     # The run at low priority: on a busy machine this test's polling still wakes in time to kill
     # it between its first and last block (a run at normal priority once finished all 3 first).
     proc = subprocess.Popen(
-        ["nice", "-n", "15", *command], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        ["nice", "-n", "15", *command],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 180
     while not list((out / ".progress").glob("block-*.json")) and time.monotonic() < deadline:
