@@ -45,6 +45,7 @@ const hello = () => {
 };
 
 const onMessage = (event) => {
+  if (event.target !== socket) return; // stopped meanwhile: a frame still on its way is not shown
   if (typeof event.data !== "string") {
     inFlight--;
     show(event.data);
