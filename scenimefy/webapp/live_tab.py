@@ -67,8 +67,9 @@ p {{ margin: var(--spacing-md) 0 0; }}
 """
 
 
-def live_note(style: str, states: dict[str, StyleState], limits: Limits) -> str:
-    """What the Live tab will run for ``style``, and its limits."""
+def live_note(style: str, states: dict[str, StyleState], limits: Limits, *, socket: bool = True) -> str:
+    """What the Live tab will run for ``style``, and its limits (``socket``: the page's player is
+    there, else Gradio's stream alone)."""
     state = states.get(style)
     if state is None:
         return "Choose a style."
@@ -88,8 +89,9 @@ def live_note(style: str, states: dict[str, StyleState], limits: Limits) -> str:
             f"{limits.live_full_side} px: expect a few frames per second at most."
         )
     sessions = "one stream" if limits.live_sessions == 1 else f"{limits.live_sessions} streams"
+    button = "Start" if socket else "Record"
     return (
-        f"{model} Press **Start**. Each live turn lasts at most {limits.live_seconds:g} s: then, if "
+        f"{model} Press **{button}**. Each live turn lasts at most {limits.live_seconds:g} s: then, if "
         f"someone else is waiting for the live view ({sessions} at a time on this server), they get their turn "
         "and yours continues after it. The live view slows down while a photo or video is being stylized."
     )
@@ -135,7 +137,7 @@ def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str, runnabl
     limits = ctx.limits
 
     with gr.Tab("Live"):
-        note = gr.Markdown(live_note(opening, ctx.states(), limits), elem_id="live-note")
+        note = gr.Markdown(live_note(opening, ctx.states(), limits, socket=ctx.live_socket), elem_id="live-note")
         player = gr.HTML(
             opening if runnable else "",  # the style it streams; "" while that cannot run (no Start)
             html_template=PLAYER_HTML,

@@ -116,7 +116,7 @@ def build_demo(
                 gr.update(interactive=can_run),
                 fast_update,
                 fast_update,
-                live_note(name, now, limits),
+                live_note(name, now, limits, socket=ctx.live_socket),
                 name if can_run else "",  # the live player: no Start while the style cannot run
                 gr.update(interactive=can_run),  # nor Record on Gradio's stream
                 gr.skip() if can_run else "",  # nor a rate from a stream that stopped with it
