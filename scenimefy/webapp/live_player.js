@@ -89,6 +89,7 @@ async function start() {
     say(state, "**The camera could not be opened.** Allow this page to use it, then press Start again.");
     return;
   }
+  if (!running) { camera.getTracks().forEach((track) => track.stop()); return; } // Stop meanwhile
   video.srcObject = camera;
   await video.play();
   const url = new URL("scenimefy/live", location.href);
