@@ -482,8 +482,10 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
     """The default lite config (untrained, of the real size) in a real ``python app.py``, the
     module's Chromium (its fake camera: 320 x 240), the page's player: the frames per second the
     page shows (counted in the page) against the model alone at the same working size (measured
-    in this test, just before the stream, with the same weights, on PyTorch's threads or one,
-    whichever is faster)."""
+    in this test, with the same weights, on PyTorch's threads or one, whichever is faster: the
+    median of runs just before and just after the page's count). The target is
+    for an idle machine: above one running process per core before the test, the figures are
+    reported as a skip."""
     load_before = os.getloadavg()[0]  # the target holds on an idle machine (issue 22)
     torch.manual_seed(0)
     ScenimefyLiteTranslator().save_pretrained(tmp_path / "lite")
@@ -500,11 +502,7 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
         # The model alone, here and now, at the size the stream chose (the server idle meanwhile),
         # at its best: with PyTorch's threads or with one, whichever is faster now.
         pipe = ScenimefyPipeline.from_pretrained(tmp_path / "lite", device="cpu")
-        model_fps = max(
-            1 / np.median([seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)])
-            for single in (False, True)
-        )
-        del pipe
+        alone = {single: [seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)] for single in (0, 1)}
         page.locator("#live-start").click()  # Start again
         page.wait_for_function("/frames per second/.test(document.querySelector('#live-rate').innerText)")
         time.sleep(2)  # past the first frames
@@ -514,6 +512,10 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
         frames, painted = page.evaluate("[window.liveFrames, window.livePainted]")
         page_fps, painted_fps = frames / (time.monotonic() - began), painted / (time.monotonic() - began)
         text = page.inner_text("#live-rate")
+        page.locator("#live-start").click()  # Stop; the model alone again (the load may have changed)
+        for single in (0, 1):
+            alone[single] += [seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)]
+        model_fps = max(1 / np.median(times) for times in alone.values())
     finally:
         server.stop()
     sizes = re.search(r"live: .*", server.log())
@@ -524,4 +526,7 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
         f"working size {w} x {h}: model alone {model_fps:.1f} frames/s; page {page_fps:.1f} frames/s "
         f"({page_fps / model_fps:.0%}; {painted_fps:.1f} at animation frames); the page says: {text}"
     )
-    assert page_fps >= 0.7 * model_fps, f"page {page_fps / model_fps:.0%} of model-only (load before {load_before:.1f})"
+    figures = f"page {page_fps:.1f} frames/s, {page_fps / model_fps:.0%} of model-only (load before {load_before:.1f})"
+    if load_before > os.cpu_count():  # the browser and the server share the CPU with other work
+        pytest.skip(f"not idle, the 70% target is for an idle machine (issue 22): {figures}")
+    assert page_fps >= 0.7 * model_fps, figures
