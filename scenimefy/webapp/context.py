@@ -19,6 +19,7 @@ from scenimefy.hub.convert import CheckpointError
 from scenimefy.hub.download import WeightsUnavailableError
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.webapp.live_size import LiveSides
+from scenimefy.webapp.live_turns import LiveTurns
 from scenimefy.webapp.messages import failure, user_error
 from scenimefy.webapp.styles import StyleState, fast_style, selectable, style_states, unavailable_message
 
@@ -108,6 +109,8 @@ class AppContext:
         self._checked = time.monotonic()
         self.video_speed: tuple[float, int] | None = None  # (s per frame, pixels per frame) of the last video job
         self.live_sides = LiveSides()  # the Live tab's working size per fast model, measured on first use
+        self.live_turns = LiveTurns(limits.live_sessions, limits.live_seconds)  # who may stream now
+        self.live_socket = not on_zero_gpu()  # the Live tab's own transport (ZeroGPU: Gradio's events only)
         self._jobs = 0
         self._jobs_lock = threading.Lock()
 

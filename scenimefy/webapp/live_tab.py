@@ -1,54 +1,35 @@
-"""The Live tab: the webcam in, the stylized stream out (Gradio's streaming ``gr.Image``).
+"""The Live tab: the webcam in, the stylized stream out.
 
-- Model: the selected style's fast (lite) variant when its weights can run here, at the largest
-  size at which the model alone runs at ``Limits.live_fps`` frames a second on this server (timed
-  on the first live frame, ``live_size``), at most ``Limits.live_max_side`` px; otherwise the full
-  model at ``Limits.live_full_side`` px.
-- Rate: the browser sends a frame every ``STREAM_EVERY_S``; the server always works on the newest
-  one, so frames are dropped, never queued, when it is behind. The frames per second it reaches
-  are measured on the server over the last frames and shown under the result.
-- Lean: what is not the model is kept small. The browser's JPEG is decoded straight at the
-  working size (``Image.draft``: the JPEG decoder scales by 1/2, 1/4 or 1/8 itself), not decoded
-  at full size and then shrunk; the result goes back inside the reply as a JPEG data URL (no
-  cache file, no request to fetch it); the rate sentence is updated once a second, not with every
-  frame; the model runs on PyTorch's threads or on one, whichever measured faster here.
-- Fairness: live streams have their own queue (``concurrency_id="live"``,
-  ``Limits.live_sessions`` at once) and a turn lasts at most ``Limits.live_seconds``; then a viewer
-  waiting for the live view gets the slot and the stream rejoins the queue. While a photo or a
-  video is being stylized the live view drops to about one frame a second, leaving the CPU to it.
-- A style that cannot run: the camera is disabled (like Stylize); a stream that is already
-  running when its style stops working says so once under the result, never in a toast a frame.
+- The player (a ``gr.HTML`` running ``live_player.js``): the page's camera, frames sent as JPEGs
+  over the app's WebSocket (``live_socket``) at the server's working size, one (or two) at a time,
+  the stylized frames shown as they come back, the rate the server reaches under them.
+- Gradio's streaming ``gr.Image`` is the fallback, shown only when the socket cannot connect (a
+  proxy that does not pass WebSockets): the browser sends a frame every ``STREAM_EVERY_S`` and
+  the server always works on the newest, so frames are dropped, never queued, when it is behind.
+- Both run every frame through ``live_frames`` (model, working size, refusal said once, giving
+  way to photo and video jobs, rate) and share the live slots (``LiveTurns``: ``Limits.live_sessions``
+  streams at once, turns of ``Limits.live_seconds`` while someone waits).
+- A style that cannot run: no Start (nor the fallback's Record), like Stylize; a stream that is
+  running when its style stops working stops, said once, never in a toast a frame.
 """
 
 from __future__ import annotations
 
 import base64
-import io
-import logging
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from importlib import resources
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from scenimefy.webapp.context import AppContext, Limits, on_gpu
-from scenimefy.webapp.live_size import threads, working_size
-from scenimefy.webapp.messages import pixels
+from scenimefy.webapp.live_frames import LiveSession, jpeg_bytes, live_step, waiting_sentence
 from scenimefy.webapp.styles import StyleState, fast_style, unavailable_message
 
-log = logging.getLogger("scenimefy.app")
-
-# The browser's frame interval: shorter than the model's time per frame at the working size
-# (1/12 s or less), so a new frame is always waiting when the server finishes one (the newest
-# replaces older ones), and not much shorter: every frame sent costs the browser a JPEG encode and
-# the server a 50-100 kB request, even when it is dropped.
+# Gradio's stream: the browser's frame interval, shorter than the model's time per frame at the
+# working size (1/12 s or less), so a new frame is always waiting when the server finishes one (the
+# newest replaces older ones), and not much shorter: every frame sent costs the browser a JPEG
+# encode and the server a 50-100 kB request, even when it is dropped.
 STREAM_EVERY_S = 0.05
-YIELD_INTERVAL_S = 1.0  # while an image / video job runs: at most one live frame per this
-FPS_WINDOW = 10  # frames per second over this many frames ...
-FPS_SECONDS = 5.0  # ... and no older than this
-RATE_EVERY_S = 1.0  # the rate sentence changes at most this often (each change redraws it)
 HEIGHT = 400  # px on the page, for the camera and the result alike
 CAMERA = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}  # asked of the browser
 # Gradio sends nothing to the server when the webcam's Stop is pressed: the page tells it (the
@@ -62,56 +43,33 @@ WATCH_STOP_JS = """() => {
     }
   }, true);
 }"""
+PLAYER_JS = resources.files("scenimefy.webapp").joinpath("live_player.js").read_text(encoding="utf-8")
+PLAYER_HTML = """<div class="live-player">
+  <div class="live-views">
+    <figure><video data-live="camera" muted playsinline></video><figcaption>Webcam</figcaption></figure>
+    <figure><img data-live="result" id="live-frame" alt="The stylized webcam" hidden>
+      <figcaption>Anime (live)</figcaption></figure>
+  </div>
+  <button data-live="button" id="live-start" disabled>Start</button>
+  <p data-live="rate" id="live-rate"></p>
+  <p data-live="state" id="live-state"></p>
+</div>"""
+PLAYER_CSS = f"""
+.live-views {{ display: flex; gap: var(--spacing-lg); }}
+figure {{ flex: 1; margin: 0; height: {HEIGHT}px; background: var(--block-background-fill);
+  border: 1px solid var(--block-border-color); border-radius: var(--block-radius); position: relative; }}
+video, img {{ width: 100%; height: calc(100% - 2em); object-fit: contain; display: block; }}
+figcaption {{ position: absolute; bottom: 0.3em; left: 0.6em; color: var(--block-label-text-color); }}
+button {{ margin-top: var(--spacing-lg); padding: 0.5em 2em; border-radius: var(--button-large-radius);
+  background: var(--button-primary-background-fill); color: var(--button-primary-text-color); }}
+button:disabled {{ opacity: 0.5; }}
+p {{ margin: var(--spacing-md) 0 0; }}
+"""
 
 
-@dataclass
-class LiveSession:
-    """One viewer's stream: when its last frames were done (server time), when the rate sentence
-    was last sent, and whether a refusal was already logged."""
-
-    done: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
-    last: float = 0.0
-    said: float = 0.0
-    refused: str = ""
-
-    def tick(self, now: float) -> None:
-        self.done.append(now)
-        self.last = now
-
-    def fps(self, now: float) -> float | None:
-        recent = [t for t in self.done if now - t <= FPS_SECONDS]
-        if len(recent) < 2 or recent[-1] <= recent[0]:
-            return None
-        return (len(recent) - 1) / (recent[-1] - recent[0])
-
-
-def camera_frame(frame, side: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """A webcam frame at most ``side`` px on its longer side: an (H, W, 3+) array (tests, the
-    library), or what the browser sends (``{"url": "data:image/jpeg;base64,..."}``), decoded
-    straight at the working size. Returns (RGB uint8 (h, w, 3), the frame's own (W, H))."""
-    if isinstance(frame, np.ndarray):
-        rgb = frame[..., :3]
-        h, w = working_size(*rgb.shape[:2], side)
-        if (h, w) != rgb.shape[:2]:
-            rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((w, h), Image.BILINEAR))
-        return np.array(rgb, dtype=np.uint8), (frame.shape[1], frame.shape[0])  # a writable copy (torch wants one)
-    url = frame.get("url") or ""
-    if url.startswith("data:"):
-        data = io.BytesIO(base64.b64decode(url.partition(",")[2]))
-    else:
-        data = frame.get("path")
-    with Image.open(data) as image:
-        size = image.size
-        h, w = working_size(size[1], size[0], side)
-        image.draft("RGB", (w, h))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that is still >= (w, h)
-        image = image.convert("RGB")
-        if image.size != (w, h):
-            image = image.resize((w, h), Image.BILINEAR)
-        return np.array(image), size
-
-
-def live_note(style: str, states: dict[str, StyleState], limits: Limits) -> str:
-    """What the Live tab will run for ``style``, and its limits."""
+def live_note(style: str, states: dict[str, StyleState], limits: Limits, *, socket: bool = True) -> str:
+    """What the Live tab will run for ``style``, and its limits (``socket``: the page's player is
+    there, else Gradio's stream alone)."""
     state = states.get(style)
     if state is None:
         return "Choose a style."
@@ -131,71 +89,36 @@ def live_note(style: str, states: dict[str, StyleState], limits: Limits) -> str:
             f"{limits.live_full_side} px: expect a few frames per second at most."
         )
     sessions = "one stream" if limits.live_sessions == 1 else f"{limits.live_sessions} streams"
+    button = "Start" if socket else "Record"
     return (
-        f"{model} Press **Record** to start. Each live turn lasts at most {limits.live_seconds:g} s: then, if "
+        f"{model} Press **{button}**. Each live turn lasts at most {limits.live_seconds:g} s: then, if "
         f"someone else is waiting for the live view ({sessions} at a time on this server), they get their turn "
         "and yours continues after it. The live view slows down while a photo or video is being stylized."
     )
 
 
 def live_frame(ctx: AppContext, frame, style: str, session: LiveSession | None):
-    """One webcam frame -> (the stylized frame, the frame-rate sentence, the session), with
-    ``gr.skip()`` for what does not change: the frame when it is dropped (an image or video job
-    runs and this stream had a frame less than ``YIELD_INTERVAL_S`` ago), the sentence between
-    its updates. A style that cannot run is said once in the sentence (no toast per frame)."""
+    """Gradio's stream: one webcam frame -> (the stylized frame, the rate sentence, the session)
+    (:func:`live_frames.live_step` once this stream holds a live slot), ``gr.skip()`` for what does
+    not change: the frame when it did not run, the sentence between its updates."""
     if frame is None:
         return gr.skip(), gr.skip(), session
     session = session or LiveSession()
-    now = time.monotonic()
-    if ctx.jobs_running and now - session.last < YIELD_INTERVAL_S:
-        return gr.skip(), gr.skip(), session  # photos and videos first
-    states, limits = ctx.states(), ctx.limits
-    fast = fast_style(style, states) is not None
-    try:
-        pipe, model = ctx.pipeline(style, "live view", fast=fast)
-    except gr.Error as refusal:
-        if session.refused == refusal.message:
-            return gr.skip(), gr.skip(), session
-        log.info("live stream refused: %s", refusal.message)
-        session.refused = refusal.message
-        return gr.skip(), f"**The live view stopped.** {refusal.message}", session
-    session.refused = ""
-    side, single = limits.live_full_side, False  # the full model: a fixed size
-    if fast:
-        side, single = ctx.live_sides.get(model, pipe, limits.live_max_side, limits.live_fps)
-    rgb, camera = camera_frame(frame, side)
-    decoded = time.monotonic()
-    with threads(single):
-        out = pipe.stylize_frames(rgb[None])[0]
-    session.tick(time.monotonic())
-    h, w = rgb.shape[:2]
-    log.debug(
-        "live frame %s: %d x %d from %d x %d in %.0f ms (decode and resize %.0f ms, model %.0f ms)",
-        model,
-        w,
-        h,
-        *camera,
-        1000 * (session.last - now),
-        1000 * (decoded - now),
-        1000 * (session.last - decoded),
-    )
-    if session.last - session.said < RATE_EVERY_S and not ctx.jobs_running:
-        return out, gr.skip(), session
-    session.said = session.last
-    rate = session.fps(session.last)
-    speed = f"**{rate:.1f} frames per second**" if rate is not None else "**measuring the frame rate**"
-    which = f"the fast model ({states[model].title})" if fast else f"the full {states[model].title} model"
-    slow = " Slowed down while a photo or video is being stylized." if ctx.jobs_running else ""
-    return out, f"{speed} with {which} at {pixels(w, h)}.{slow}", session
+    place = ctx.live_turns.admit(session.key)
+    if place:
+        said, session.place = session.place, place
+        return gr.skip(), (gr.skip() if place == said else waiting_sentence(place)), session
+    session.place = 0
+    step = live_step(ctx, frame, style, session)
+    out = step.frame if step.frame is not None else gr.skip()
+    return out, (step.sentence if step.sentence is not None else gr.skip()), session
 
 
-def jpeg_data(rgb: np.ndarray, quality: int = 85) -> dict:
+def jpeg_data(rgb: np.ndarray) -> dict:
     """An (H, W, 3) uint8 frame as the image value the page shows, a JPEG data URL: sent with the
     event's reply, where Gradio's own output path would write a file into its cache for every
     frame (hashed, kept an hour) that the page then fetches with a request of its own."""
-    data = io.BytesIO()
-    Image.fromarray(rgb).save(data, "JPEG", quality=quality)
-    url = "data:image/jpeg;base64," + base64.b64encode(data.getvalue()).decode("ascii")
+    url = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(rgb)).decode("ascii")
     return {"path": None, "url": url, "orig_name": "live.jpg", "mime_type": "image/jpeg", "is_stream": False}
 
 
@@ -207,35 +130,54 @@ def stream_frame(ctx: AppContext, frame, style: str, session: LiveSession | None
 
 
 def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str, runnable: bool):
-    """The tab's components and events (inside a ``gr.Blocks``); returns its (note, camera, rate):
-    the three follow the style (the camera is disabled and the rate cleared while it cannot run)."""
+    """The tab's components and events (inside a ``gr.Blocks``); returns its (note, player, camera,
+    rate): they follow the style (no Start or Record and no rate while it cannot run). Without the
+    socket (``ctx.live_socket`` off: ZeroGPU, where a GPU is lent only inside Gradio's events) the
+    page has Gradio's stream alone."""
     limits = ctx.limits
 
     with gr.Tab("Live"):
-        note = gr.Markdown(live_note(opening, ctx.states(), limits), elem_id="live-note")
-        with gr.Row():
-            camera = gr.Image(
-                label="Webcam",
-                sources=["webcam"],
-                streaming=True,
-                type="numpy",
-                webcam_options=gr.WebcamOptions(mirror=False, constraints=CAMERA),  # the scene as it is
-                height=HEIGHT,
-                interactive=runnable,
-                elem_id="live-camera",
-            )
-            result = gr.Image(
-                label="Anime (live)",
-                format="jpeg",
-                interactive=False,
-                buttons=["fullscreen"],
-                height=HEIGHT,
-                elem_id="live-result",
-            )
-        rate = gr.Markdown(elem_id="live-fps")
+        note = gr.Markdown(live_note(opening, ctx.states(), limits, socket=ctx.live_socket), elem_id="live-note")
+        player = gr.HTML(
+            opening if runnable else "",  # the style it streams; "" while that cannot run (no Start)
+            html_template=PLAYER_HTML,
+            css_template=PLAYER_CSS,
+            js_on_load=PLAYER_JS,
+            visible=ctx.live_socket,
+            elem_id="live-player",
+        )
+        with gr.Group(visible=not ctx.live_socket, elem_id="live-fallback") as fallback:
+            with gr.Row():
+                camera = gr.Image(
+                    label="Webcam",
+                    sources=["webcam"],
+                    streaming=True,
+                    type="numpy",
+                    webcam_options=gr.WebcamOptions(mirror=False, constraints=CAMERA),  # the scene as it is
+                    height=HEIGHT,
+                    interactive=runnable,
+                    elem_id="live-camera",
+                )
+                result = gr.Image(
+                    label="Anime (live)",
+                    format="jpeg",
+                    interactive=False,
+                    buttons=["fullscreen"],
+                    height=HEIGHT,
+                    elem_id="live-result",
+                )
+            rate = gr.Markdown(elem_id="live-fps")
         session = gr.State(None)
+        use_stream = gr.Button("Use Gradio's stream", visible="hidden", elem_id="live-use-stream")
+        use_stream.click(lambda: gr.update(visible=True), outputs=fallback, queue=False, api_visibility="private")
         stopped = gr.Button("Stopped", visible="hidden", elem_id="live-stopped")
-        stopped.click(lambda: ("", None), outputs=[rate, session], queue=False, api_visibility="private")
+
+        def stop(session: LiveSession | None):
+            if session is not None:
+                ctx.live_turns.leave(session.key)
+            return "", None
+
+        stopped.click(stop, inputs=session, outputs=[rate, session], queue=False, api_visibility="private")
 
         def next_frame(frame, style: str, session: LiveSession | None):
             return stream_frame(ctx, frame, style, session)
@@ -248,10 +190,10 @@ def build_live_tab(ctx: AppContext, style: gr.Dropdown, *, opening: str, runnabl
             stream_every=STREAM_EVERY_S,
             concurrency_limit=limits.live_sessions,
             concurrency_id="live",
-            preprocess=False,  # the browser's JPEG is decoded in live_frame, straight at the working size
+            preprocess=False,  # the browser's JPEG is decoded in live_frames, straight at the working size
             postprocess=False,  # ... and the result goes back inside the reply (stream_frame)
             show_progress="hidden",
             show_progress_on=[result],
             api_visibility="private",
         )
-    return note, camera, rate
+    return note, player, camera, rate

@@ -14,6 +14,7 @@ import gradio as gr
 from scenimefy.hub import styles as registry
 from scenimefy.webapp.context import AppContext, Limits
 from scenimefy.webapp.image_tab import build_image_tab
+from scenimefy.webapp.live_socket import live_socket_route
 from scenimefy.webapp.live_tab import WATCH_STOP_JS, build_live_tab, live_note
 from scenimefy.webapp.media import examples_dirs
 from scenimefy.webapp.styles import (
@@ -100,7 +101,7 @@ def build_demo(
             panel = gr.Markdown(styles_panel(states), elem_id="style-status")
         run, fast = build_image_tab(ctx, style, example_folders, runnable=runnable, fast_shown=fast_shown)
         vrun, vfast = build_video_tab(ctx, style, example_folders, runnable=runnable, fast_shown=fast_shown)
-        lnote, camera, rate = build_live_tab(ctx, style, opening=opening, runnable=runnable)
+        lnote, player, camera, rate = build_live_tab(ctx, style, opening=opening, runnable=runnable)
 
         def refresh_styles(name: str):
             now = ctx.states()
@@ -115,12 +116,13 @@ def build_demo(
                 gr.update(interactive=can_run),
                 fast_update,
                 fast_update,
-                live_note(name, now, limits),
-                gr.update(interactive=can_run),  # the webcam: no Record while the style cannot run
+                live_note(name, now, limits, socket=ctx.live_socket),
+                name if can_run else "",  # the live player: no Start while the style cannot run
+                gr.update(interactive=can_run),  # nor Record on Gradio's stream
                 gr.skip() if can_run else "",  # nor a rate from a stream that stopped with it
             )
 
-        followers = [note, panel, run, vrun, fast, vfast, lnote, camera, rate]
+        followers = [note, panel, run, vrun, fast, vfast, lnote, player, camera, rate]
         style.change(
             lambda name: refresh_styles(name)[1:],
             inputs=style,
@@ -138,6 +140,7 @@ def build_demo(
             show_progress="hidden",
         )
     demo.scenimefy_allowed_paths = [str(p) for p in example_folders]  # for launch()
+    demo.scenimefy_routes = [live_socket_route(ctx)] if ctx.live_socket else []  # ... served beside the page
     return demo
 
 
@@ -149,11 +152,16 @@ def launch(
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_file_size: str | int | None = DEFAULT_MAX_FILE_SIZE,
     block: bool = True,
+    live_socket: bool = True,
     **kwargs,
 ):
-    """Queue (``max_queue`` waiting requests; more are told the queue is full) and serve."""
+    """Queue (``max_queue`` waiting requests; more are told the queue is full) and serve, with the
+    Live tab's WebSocket beside the page (``live_socket=False``: without it, as behind a proxy that
+    does not pass WebSockets; the page then uses Gradio's stream)."""
     demo.queue(max_size=max_queue, default_concurrency_limit=1)
+    routes = getattr(demo, "scenimefy_routes", []) if live_socket else []
     return demo.launch(
+        app_kwargs={"routes": routes},  # FastAPI(routes=...): in place before the server starts
         server_name=host,
         server_port=port,
         max_file_size=max_file_size,

@@ -245,36 +245,35 @@ def test_offline_without_weights_the_page_says_why_nothing_runs(monkeypatch, tmp
         demo.close()
 
 
-def test_live_record_is_off_while_the_style_cannot_run_and_stop_clears_the_rate(app_url, page):
-    """No Record (no webcam at all) while the chosen style cannot run; a stream running when the
-    style is switched to one that cannot run stops without a toast; after Stop no rate is left."""
-    rate = "document.querySelector('#live-fps').innerText"
+def test_live_start_is_off_while_the_style_cannot_run_and_stop_clears_the_rate(app_url, page):
+    """No Start while the chosen style cannot run; a stream running when the style is switched to
+    one that cannot run stops without a toast; after Stop no rate is left."""
+    rate = "document.querySelector('#live-rate').innerText"
     open_app(page, app_url)
     page.get_by_role("tab", name="Live").click()
     choose_style(page, "Mamoru Hosoda (not available)")
     page.wait_for_function("document.querySelector('#live-note').innerText.includes('Hosoda')")
-    assert page.locator("#live-camera").get_by_text("Click to Access Webcam").count() == 0
-    assert page.locator("#live-camera button", has_text="Record").count() == 0
+    page.wait_for_function("document.querySelector('#live-start').disabled")
     screenshot(page, "browser-live-hosoda.png")
 
     choose_style(page, "Makoto Shinkai")
-    page.locator("#live-camera").get_by_text("Click to Access Webcam").click(timeout=30_000)
-    page.locator("#live-camera button", has_text="Record").click()
+    page.wait_for_function("!document.querySelector('#live-start').disabled")
+    page.locator("#live-start").click()
     page.wait_for_function(f"/frames per second/.test({rate})", timeout=60_000)
     choose_style(page, "Mamoru Hosoda (not available)")  # while the stream runs
     page.wait_for_function(f"{rate} === ''", timeout=10_000)
     time.sleep(2)  # what a flood of refusals would have shown by now
     assert toasts(page) == []
-    assert page.locator("#live-camera button", has_text="Record").count() == 0
+    assert page.locator("#live-start").is_disabled() and page.inner_text("#live-start") == "Start"
 
     choose_style(page, "Makoto Shinkai")
-    page.locator("#live-camera").get_by_text("Click to Access Webcam").click(timeout=30_000)
-    page.locator("#live-camera button", has_text="Record").click()
+    page.wait_for_function("!document.querySelector('#live-start').disabled")
+    page.locator("#live-start").click()
     page.wait_for_function(f"/frames per second/.test({rate})", timeout=60_000)
-    page.locator("#live-camera button", has_text="Stop").click()
+    page.locator("#live-start").click()  # Stop
     page.wait_for_function(f"{rate} === ''", timeout=10_000)
     time.sleep(1.5)  # a frame still on its way does not bring it back
-    assert page.inner_text("#live-fps") == ""
+    assert page.inner_text("#live-rate") == ""
     assert toasts(page) == []
 
 

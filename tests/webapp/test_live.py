@@ -2,14 +2,17 @@
 as ``shinkai-lite``) and a tiny full translator as ``shinkai``.
 
 Live runs in headless Chromium whose fake camera plays a known picture (a 320 x 240 crop of a
-sample photo); what comes back is read from the page: the stylized frame (decoded, its size
-checked, compared with what each model makes of the camera picture) and the frame rate text.
+sample photo), through the page's player and its socket, and through Gradio's stream (the
+fallback, with the socket off); what comes back is read from the page: the stylized frame
+(decoded, its size checked, compared with what each model makes of the camera picture) and the
+frame rate text. The socket's conversation is also checked with a plain WebSocket client.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import time
@@ -25,16 +28,10 @@ import app as webapp
 from scenimefy.inference.pipeline import ScenimefyPipeline
 from scenimefy.models.lite import ScenimefyLiteTranslator
 from scenimefy.webapp.context import AppContext, Limits, load_pipeline
-from scenimefy.webapp.live_size import LIVE_FPS, choose_live_size, measure_live_side, seconds_per_frame
-from scenimefy.webapp.live_tab import (
-    RATE_EVERY_S,
-    STREAM_EVERY_S,
-    YIELD_INTERVAL_S,
-    LiveSession,
-    camera_frame,
-    live_frame,
-    working_size,
-)
+from scenimefy.webapp.live_frames import RATE_EVERY_S, YIELD_INTERVAL_S, LiveSession, camera_frame
+from scenimefy.webapp.live_size import LIVE_FPS, choose_live_size, measure_live_side, seconds_per_frame, working_size
+from scenimefy.webapp.live_tab import live_frame
+from scenimefy.webapp.live_turns import LEASE_S, LiveTurns
 from tests.support.browser import CHROMIUM, fake_camera_flags, launch_chromium, open_app, screenshot, write_y4m
 from tests.support.fixtures import tiny_translator
 from tests.support.paths import SAMPLES
@@ -101,20 +98,47 @@ def browser(tmp_path_factory):
 
 
 def start_live(page) -> None:
+    """The player: Start (the page's socket)."""
     page.get_by_role("tab", name="Live").click()
-    page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
+    page.locator("#live-start").click()
+
+
+def start_stream(page) -> None:
+    """Gradio's stream (the fallback): the webcam, then Record."""
+    page.locator("#live-camera").get_by_text("Click to Access Webcam").click(timeout=30_000)
     page.locator("#live-camera button", has_text="Record").click()
 
 
-def page_frame(page, timeout: float = 60) -> tuple[np.ndarray, float, str]:
-    """(the latest stylized frame shown, the frame rate the page reports, the rate's sentence)."""
+# The JPEG the player shows (its <img> holds an object URL, revoked when the next frame is shown:
+# fetched again if that happened in between).
+SHOWN_JPEG_JS = """async () => {
+  for (let i = 0; i < 20; i++) {
+    try {
+      const bytes = new Uint8Array(await (await fetch(document.querySelector('#live-frame').src)).arrayBuffer());
+      let text = '';
+      for (const b of bytes) text += String.fromCharCode(b);
+      return btoa(text);
+    } catch (error) { await new Promise(done => setTimeout(done, 50)); }
+  }
+  return null;
+}"""
+
+
+def page_frame(page, timeout: float = 60, stream: bool = False) -> tuple[np.ndarray, float, str]:
+    """(the latest stylized frame shown, the frame rate the page reports, the rate's sentence), from
+    the player, or with ``stream`` from Gradio's stream."""
+    rate = "#live-fps" if stream else "#live-rate"
     page.wait_for_function(
-        "/\\d+\\.\\d frames per second/.test(document.querySelector('#live-fps').innerText)", timeout=timeout * 1000
+        f"/\\d+\\.\\d frames per second/.test(document.querySelector('{rate}').innerText)", timeout=timeout * 1000
     )
-    text = page.inner_text("#live-fps")
-    src = page.locator("#live-result img").first.get_attribute("src")
-    assert src.startswith("data:image/jpeg;base64,")  # the frame came inside the reply, no file to fetch
-    data = base64.b64decode(src.partition(",")[2])
+    text = page.inner_text(rate)
+    if stream:
+        src = page.locator("#live-result img").first.get_attribute("src")
+        assert src.startswith("data:image/jpeg;base64,")  # the frame came inside the reply, no file to fetch
+        data = base64.b64decode(src.partition(",")[2])
+    else:
+        assert page.locator("#live-frame").get_attribute("src").startswith("blob:")  # the socket's JPEG itself
+        data = base64.b64decode(page.evaluate(SHOWN_JPEG_JS))
     frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
     return frame, float(FPS_TEXT.search(text).group(1)), text
 
@@ -134,6 +158,64 @@ def test_frame_rate_and_working_size():
     assert working_size(240, 320, 480) == (240, 320)  # never enlarged
     assert working_size(480, 640, 256) == (192, 256)
     assert working_size(1080, 1920, 480) == (272, 480)  # multiples of 8
+
+
+def test_live_turns_share_the_slots_and_end_a_turn_when_someone_waits():
+    turns = LiveTurns(slots=1, seconds=10)
+    a, b, c = object(), object(), object()
+    assert turns.admit(a, 0) == 0
+    assert turns.admit(a, 20) == 0  # nobody waits: the turn carries on past its 10 s
+    assert turns.admit(b, 21) == 1 and turns.admit(c, 21) == 2  # in line, first come first
+    assert turns.admit(a, 21.5) == 2  # someone waits: a's turn is over, a goes to the back
+    assert turns.admit(b, 22) == 0 and turns.admit(c, 22) == 1
+    turns.leave(b)  # Stop (or the page went away)
+    assert turns.admit(c, 23) == 0 and turns.admit(a, 23) == 1
+    assert turns.admit(a, 23 + LEASE_S + 1) == 0  # c sent nothing for LEASE_S: its slot is free
+    two = LiveTurns(slots=2, seconds=10)
+    assert [two.admit(k, 0) for k in (a, b, c)] == [0, 0, 1]
+
+
+def socket_url(app_url: str) -> str:
+    return app_url.replace("http://", "ws://") + "scenimefy/live"
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    data = io.BytesIO()
+    Image.fromarray(rgb).save(data, "JPEG", quality=92)
+    return data.getvalue()
+
+
+def test_the_socket_stylizes_frames_at_the_working_size_it_names(lite_app):
+    """The socket's conversation, with a plain WebSocket client: the camera's size in, the working
+    size out (``lite_app``: at most 480 px); a JPEG frame in, the lite model's frame out."""
+    from websockets.sync.client import connect
+
+    with connect(socket_url(lite_app)) as socket:
+        socket.send(json.dumps({"style": "shinkai", "width": 640, "height": 480}))
+        assert json.loads(socket.recv(timeout=60)) == {"size": [480, 360]}
+        sent = np.array(Image.fromarray(camera_picture()).resize((480, 360), Image.BICUBIC))
+        socket.send(jpeg(sent))
+        reply = socket.recv(timeout=60)
+        assert isinstance(reply, bytes)
+        frame = np.asarray(Image.open(io.BytesIO(reply)).convert("RGB"), dtype=np.float64)
+        decoded = np.array(Image.open(io.BytesIO(jpeg(sent))).convert("RGB"))  # what the server read
+        assert frame.shape == (360, 480, 3)
+        assert np.abs(frame - stylized("shinkai-lite", decoded)).mean() < 6  # one JPEG round trip
+        assert np.abs(frame - sent).mean() > 20
+        rate = json.loads(socket.recv(timeout=10))  # the first frame: the rate line is due
+        assert rate["rate"].startswith("**measuring the frame rate** with the fast model (Makoto Shinkai (fast))")
+
+
+def test_the_socket_says_once_why_a_style_cannot_run(lite_app):
+    from websockets.sync.client import connect
+
+    with connect(socket_url(lite_app)) as socket:
+        socket.send(json.dumps({"style": "hosoda", "width": 320, "height": 240}))
+        first = json.loads(socket.recv(timeout=60))["stopped"]
+        assert first.startswith("**The live view stopped.** The Mamoru Hosoda style cannot be used")
+        for _ in range(3):  # frames sent anyway: refused without a word more
+            socket.send(jpeg(camera_picture()))
+            assert json.loads(socket.recv(timeout=60)) == {"stopped": ""}
 
 
 class FakeSpeed:
@@ -237,6 +319,33 @@ def test_live_streams_the_fast_model_and_reports_its_frame_rate(lite_app, page):
 
 @pytest.mark.browser
 @in_chromium
+def test_without_the_socket_the_page_falls_back_to_gradios_stream(lite_env, page):
+    """A server without the socket (as behind a proxy that does not pass WebSockets): Start says so
+    and shows Gradio's stream, which streams the same model."""
+    demo = webapp.build_demo(max_side=256, live_max_side=480, live_fps=0, live_seconds=30)
+    url = serve(demo, live_socket=False)
+    try:
+        open_app(page, url)
+        page.get_by_role("tab", name="Live").click()
+        assert page.locator("#live-start").is_visible() and not page.locator("#live-camera").is_visible()
+        start_live(page)
+        page.wait_for_function("document.querySelector('#live-state').innerText.includes('cannot connect from here')")
+        page.locator("#live-camera").wait_for(state="visible", timeout=10_000)
+        assert not page.locator("#live-start").is_visible()
+        start_stream(page)
+        frame, fps, text = page_frame(page, stream=True)
+        print(f"fallback: {text}")
+        assert frame.shape == (CAMERA_SIZE[1], CAMERA_SIZE[0], 3) and fps > 0
+        assert "with the fast model (Makoto Shinkai (fast)) at 320 x 240 px" in text
+        assert np.abs(frame - stylized("shinkai-lite", camera_picture())).mean() < 12
+        assert np.abs(frame - camera_picture()).mean() > 20
+        screenshot(page, "browser-live-fallback.png")
+    finally:
+        demo.close()
+
+
+@pytest.mark.browser
+@in_chromium
 def test_image_requests_are_served_while_a_live_stream_runs(lite_app, page, tmp_path):
     from gradio_client import Client, handle_file
 
@@ -252,9 +361,9 @@ def test_image_requests_are_served_while_a_live_stream_runs(lite_app, page, tmp_
         assert Image.open(out).size == Image.open(SAMPLES / "teaser-0.jpg").size
     print(f"/stylize while live: {', '.join(f'{s:.1f} s' for s in results)}")
     assert max(results) < 60
-    first = page.locator("#live-result img").first.get_attribute("src")
+    first = page.locator("#live-frame").get_attribute("src")
     page.wait_for_function(  # the stream carries on after the photos
-        f"document.querySelector('#live-result img').getAttribute('src') !== {first!r}", timeout=30_000
+        f"document.querySelector('#live-frame').getAttribute('src') !== {first!r}", timeout=30_000
     )
 
 
@@ -336,6 +445,9 @@ def test_a_live_turn_ends_at_the_time_limit_and_the_next_viewer_gets_the_stream(
         page_frame(first)
         began = time.monotonic()
         start_live(second)  # waits for the one live slot ...
+        second.wait_for_function(
+            "document.querySelector('#live-rate').innerText.startsWith('Waiting for the live view: you are next')"
+        )
         page_frame(second, timeout=40)
         waited = time.monotonic() - began
         print(f"second viewer's first frame after {waited:.1f} s (turns of 4 s)")
@@ -347,12 +459,12 @@ def test_a_live_turn_ends_at_the_time_limit_and_the_next_viewer_gets_the_stream(
 
 
 PAGE_RATE_JS = """() => {
-  // liveFrames: every new frame the page puts in the result's <img> (a new src each);
+  // liveFrames: every new frame the page puts in the player's <img> (a new src each);
   // livePainted: those still there at the next animation frame (headless Chromium on a busy CPU
   // runs few of them, so several frames can come between two).
   window.liveFrames = 0;
   window.livePainted = 0;
-  const img = document.querySelector('#live-result img');
+  const img = document.querySelector('#live-frame');
   new MutationObserver(() => { window.liveFrames++; }).observe(img, {attributes: true, attributeFilter: ['src']});
   let last = img.src;
   const paint = () => {
@@ -365,18 +477,15 @@ PAGE_RATE_JS = """() => {
 
 @pytest.mark.slow
 @pytest.mark.browser
-@pytest.mark.xfail(
-    reason="issue 22's target is not reached yet: Gradio's stream round trip adds ~100 ms a frame "
-    "(idle, 320 x 240: model alone 21.6 frames/s, page 6.6); the test prints both figures",
-    strict=False,
-)
 @in_chromium
 def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, page):
     """The default lite config (untrained, of the real size) in a real ``python app.py``, the
-    module's Chromium (its fake camera: 320 x 240): the frames per second the page shows (counted
-    in the page) against the model alone at the same working size (measured in this test, just
-    before the stream, with the same weights, on PyTorch's threads or one, whichever is faster),
-    capped by the rate the browser sends frames at."""
+    module's Chromium (its fake camera: 320 x 240), the page's player: the frames per second the
+    page shows (counted in the page) against the model alone at the same working size (measured
+    in this test, with the same weights, on PyTorch's threads or one, whichever is faster: the
+    median of runs just before and just after the page's count). The target is
+    for an idle machine: above one running process per core before the test, the figures are
+    reported as a skip."""
     load_before = os.getloadavg()[0]  # the target holds on an idle machine (issue 22)
     torch.manual_seed(0)
     ScenimefyLiteTranslator().save_pretrained(tmp_path / "lite")
@@ -388,33 +497,36 @@ def test_the_page_shows_at_least_70_percent_of_the_model_only_rate(tmp_path, pag
         start_live(page)
         _, server_fps, text = page_frame(page)
         w, h = (int(v) for v in re.search(r"at (\d+) x (\d+) px", text).groups())
-        page.locator("#live-camera button", has_text="Stop").click()
-        page.wait_for_function("document.querySelector('#live-fps').innerText === ''", timeout=10_000)
+        page.locator("#live-start").click()  # Stop
+        page.wait_for_function("document.querySelector('#live-rate').innerText === ''", timeout=10_000)
         # The model alone, here and now, at the size the stream chose (the server idle meanwhile),
         # at its best: with PyTorch's threads or with one, whichever is faster now.
         pipe = ScenimefyPipeline.from_pretrained(tmp_path / "lite", device="cpu")
-        model_fps = max(
-            1 / np.median([seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)])
-            for single in (False, True)
-        )
-        del pipe
-        page.locator("#live-camera button", has_text="Record").click()
-        page.wait_for_function("/frames per second/.test(document.querySelector('#live-fps').innerText)")
+        alone = {single: [seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)] for single in (0, 1)}
+        page.locator("#live-start").click()  # Start again
+        page.wait_for_function("/frames per second/.test(document.querySelector('#live-rate').innerText)")
         time.sleep(2)  # past the first frames
         page.evaluate(PAGE_RATE_JS)
         began = time.monotonic()
         time.sleep(8)
         frames, painted = page.evaluate("[window.liveFrames, window.livePainted]")
         page_fps, painted_fps = frames / (time.monotonic() - began), painted / (time.monotonic() - began)
-        text = page.inner_text("#live-fps")
+        text = page.inner_text("#live-rate")
+        page.locator("#live-start").click()  # Stop; the model alone again (the load may have changed)
+        for single in (0, 1):
+            alone[single] += [seconds_per_frame(pipe, h, w, runs=1, single=single) for _ in range(6)]
+        model_fps = max(1 / np.median(times) for times in alone.values())
     finally:
         server.stop()
     sizes = re.search(r"live: .*", server.log())
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    ceiling = min(model_fps, 1 / STREAM_EVERY_S)
     print(
-        f"CPU: {cpu}, {os.cpu_count()} cores; {sizes.group(0) if sizes else ''}\n"
+        f"CPU: {cpu}, {os.cpu_count()} cores, load {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"{sizes.group(0) if sizes else ''}\n"
         f"working size {w} x {h}: model alone {model_fps:.1f} frames/s; page {page_fps:.1f} frames/s "
-        f"({page_fps / ceiling:.0%} of {ceiling:.1f}; {painted_fps:.1f} at animation frames); the page says: {text}"
+        f"({page_fps / model_fps:.0%}; {painted_fps:.1f} at animation frames); the page says: {text}"
     )
-    assert page_fps >= 0.7 * ceiling, f"page {page_fps / ceiling:.0%} of model-only (load before {load_before:.1f})"
+    figures = f"page {page_fps:.1f} frames/s, {page_fps / model_fps:.0%} of model-only (load before {load_before:.1f})"
+    if load_before > os.cpu_count():  # the browser and the server share the CPU with other work
+        pytest.skip(f"not idle, the 70% target is for an idle machine (issue 22): {figures}")
+    assert page_fps >= 0.7 * model_fps, figures
