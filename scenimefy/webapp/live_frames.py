@@ -38,7 +38,7 @@ YIELD_INTERVAL_S = 1.0  # while an image / video job runs: at most one live fram
 FPS_WINDOW = 10  # frames per second over this many frames ...
 FPS_SECONDS = 5.0  # ... and no older than this
 RATE_EVERY_S = 1.0  # the rate sentence changes at most this often (each change redraws it)
-JPEG_QUALITY = 85  # the stylized frames sent back
+JPEG_QUALITY = 80  # the stylized frames sent back
 
 
 @dataclass

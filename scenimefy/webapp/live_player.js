@@ -7,12 +7,12 @@
 const IN_FLIGHT = Number(new URLSearchParams(location.search).get("live_in_flight")) || 2;
 const CONNECT_MS = 4000; // no socket by then: Gradio's stream instead
 const CAMERA = { video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false };
-const QUALITY = 0.85; // the browser's JPEG of each frame
+const QUALITY = 0.8; // the browser's JPEG of each frame
 
 const $ = (name) => element.querySelector(`[data-live=${name}]`);
 const button = $("button"), video = $("camera"), out = $("result"), rate = $("rate"), state = $("state");
 const canvas = document.createElement("canvas");
-const draw = canvas.getContext("2d");
+const draw = canvas.getContext("2d", { willReadFrequently: true }); // CPU-backed: no GPU readback per JPEG
 let socket = null, camera = null, size = null, inFlight = 0, shown = null, running = false, timer = null;
 
 // The server's sentences are Markdown with **bold** only.
