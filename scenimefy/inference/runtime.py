@@ -81,7 +81,7 @@ class ExecutionSettings:
     dtype: torch.dtype
     channels_last: bool
     kernels: str = "direct"  # one of KERNEL_MODES: how each conv's kernel is chosen (KERNELS_ENV)
-    stable_norms: bool = False  # exact mode: InstanceNorm statistics the slower, stable way (ops.channel_moments)
+    stable_norms: bool = False  # exact mode: InstanceNorm statistics the slower, stable way (moments.channel_moments)
     reason: str = field(default="", compare=False)
 
 

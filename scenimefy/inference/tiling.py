@@ -7,10 +7,10 @@ import os
 import torch
 
 from scenimefy.inference.kernels import ConvChoice, Seq
+from scenimefy.inference.moments import Moments
 from scenimefy.inference.ops import (
     AddSaved,
     Context,
-    Moments,
     Norm,
     NormStatsHook,
     Op,
