@@ -21,7 +21,7 @@ from scenimefy.training.diffusion_pairs import fit_photo, photo_seed
 from scenimefy.training.tiny import save_tiny_stable_diffusion
 from tests.support.launch import accelerate_command
 from tests.support.paths import REPO
-from tests.support.scripts import load_script
+from tests.support.scripts import load_pairs, load_script, one_torch_thread, run_in_process
 from tests.support.tiny_mask2former import tiny_mask2former
 
 SCRIPT = REPO / "train" / "diffusion_pairs.py"
@@ -34,11 +34,8 @@ def script():
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    # One thread: on a shared 2-core machine OpenMP spin-waits make 2 threads far slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -97,21 +94,6 @@ def args(models, photos, out, segmenter="tiny", **overrides):
     return [f"--{k}={v}" for k, v in settings.items()]
 
 
-def run_in_process(script, argv):
-    from accelerate.state import AcceleratorState
-
-    try:
-        return script.main(argv)
-    finally:  # leave no accelerate singleton behind for other tests
-        AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def load(out, tmp_path):
-    from datasets import load_dataset
-
-    return load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
-
-
 def rows(out) -> list[dict]:
     """Every cell of every shard, images as their PNG bytes: equal lists mean byte-identical pairs."""
     found = []
@@ -130,7 +112,7 @@ def reference(script, models, photos, segmenter, tmp_path_factory):
 
 
 def test_pairs_dataset_loads_with_the_stage_2_columns_and_true_scores(reference, photos, segmenter, tmp_path):
-    ds = load(reference, tmp_path)
+    ds = load_pairs(reference, tmp_path)
     assert ds.num_rows == 6
     assert ds.column_names[:5] == ["real", "anime", "seed", "lbce", "classes"]  # stage 2's, then ours
     assert {"edge_score", "photo", "prompt", "negative_prompt", "strength", "guidance_scale"} <= set(ds.column_names)
@@ -445,7 +427,7 @@ def test_a_pair_is_reproduced_by_diffusers_from_its_row(models, photos, referenc
     ``torch.Generator().manual_seed(seed)`` through diffusers give the stored anime image."""
     from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionControlNetImg2ImgPipeline
 
-    row = load(reference, tmp_path)[1]
+    row = load_pairs(reference, tmp_path)[1]
     pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
         models[0], controlnet=ControlNetModel.from_pretrained(models[1]), safety_checker=None
     )

@@ -22,7 +22,7 @@ from scenimefy.training.config import ConfigError
 from scenimefy.training.tracking import read_metrics
 from tests.support.launch import accelerate_command, accelerate_launch
 from tests.support.paths import REPO
-from tests.support.scripts import load_script
+from tests.support.scripts import load_script, one_torch_thread
 
 SCRIPT = REPO / "train" / "distill_translator.py"
 PRESET = REPO / "train" / "configs" / "distill-tiny.yaml"
@@ -31,11 +31,8 @@ STOP = "; resume with --resume latest"
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    # One thread: on a shared 2-core machine OpenMP spin-waits make 2 threads far slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from scenimefy.models.segmenter import SemanticSegmenter
 from scenimefy.models.stylegan2 import StyleGAN2Generator
 from tests.support.launch import accelerate_launch
 from tests.support.paths import REPO
-from tests.support.scripts import load_script
+from tests.support.scripts import load_pairs, load_script, run_in_process
 from tests.support.tiny_mask2former import tiny_mask2former
 
 SCRIPT = REPO / "train" / "generate_pairs.py"
@@ -54,21 +54,6 @@ def args(models, out, **overrides):
     return [f"--{k}={v}" for k, v in settings.items()]
 
 
-def run_in_process(script, argv):
-    from accelerate.state import AcceleratorState
-
-    try:
-        return script.main(argv)
-    finally:  # leave no accelerate singleton behind for other tests
-        AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def load(out, tmp_path):
-    from datasets import load_dataset
-
-    return load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
-
-
 def seeds_for(base, indices):
     return [base * 2**32 + i for i in indices]
 
@@ -82,7 +67,7 @@ def first_run(script, models, tmp_path_factory):
 
 
 def test_pairs_written_with_correct_metadata(first_run, models, tmp_path):
-    ds = load(first_run, tmp_path)
+    ds = load_pairs(first_run, tmp_path)
     assert ds.num_rows == 6 and ds.column_names == ["real", "anime", "seed", "lbce", "classes"]
     assert list(ds["seed"]) == seeds_for(1, range(6))
     row = ds[0]
@@ -116,11 +101,11 @@ def test_pairs_written_with_correct_metadata(first_run, models, tmp_path):
 def test_more_pairs_resume_the_run_and_keep_the_first_ones(script, models, tmp_path):
     out = tmp_path / "pairs"
     assert run_in_process(script, args(models, out, num_pairs=4)) == 0  # blocks 0, 1; block 1 cut to 1 pair
-    first = load(out, tmp_path)
+    first = load_pairs(out, tmp_path)
     assert list(first["seed"]) == seeds_for(1, range(4))
     # More pairs, another batch size: the cut shard is redone, block 2 added; nothing duplicated.
     assert run_in_process(script, args(models, out, num_pairs=7, batch_size=3)) == 0
-    second = load(out, tmp_path / "again")
+    second = load_pairs(out, tmp_path / "again")
     assert list(second["seed"]) == seeds_for(1, range(7))
     assert [r["lbce"] for r in second][:4] == pytest.approx([r["lbce"] for r in first], abs=1e-5)
 
@@ -133,7 +118,7 @@ def test_changed_settings_refuse_to_resume(script, models, first_run):
 
 
 def test_threshold_rejects_and_running_out_of_candidates_is_reported(script, models, first_run, tmp_path, capsys):
-    lbce = [row["lbce"] for row in load(first_run, tmp_path)]  # candidates 0..5
+    lbce = [row["lbce"] for row in load_pairs(first_run, tmp_path)]  # candidates 0..5
     ordered = sorted(lbce)
     threshold = (ordered[2] + ordered[3]) / 2
     passing = [i for i, value in enumerate(lbce) if value < threshold]
@@ -141,7 +126,7 @@ def test_threshold_rejects_and_running_out_of_candidates_is_reported(script, mod
     out = tmp_path / "strict"
     status = run_in_process(script, args(models, out, num_pairs=4, max_lbce=threshold, max_candidates=6))
     assert status == 1 and "only 3 of 4 pairs" in capsys.readouterr().err
-    ds = load(out, tmp_path)
+    ds = load_pairs(out, tmp_path)
     assert list(ds["seed"]) == seeds_for(1, passing)
     assert max(ds["lbce"]) < threshold
 
@@ -167,7 +152,7 @@ def test_killed_run_restarts_to_exactly_n_unique_pairs(models, tmp_path):
     assert 1 <= finished < 8, "killed mid-run"
     done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    ds = load(out, tmp_path)
+    ds = load_pairs(out, tmp_path)
     assert list(ds["seed"]) == seeds_for(1, range(8))  # exactly N, unique, in candidate order
 
 
@@ -177,7 +162,7 @@ def test_two_processes_with_accelerate_launch(models, first_run, tmp_path):
     done = accelerate_launch(SCRIPT, args(models, out, num_pairs=6), num_processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "with 2 process(es)" in done.stdout
-    ds = load(out, tmp_path)
-    reference = load(first_run, tmp_path / "ref")
+    ds = load_pairs(out, tmp_path)
+    reference = load_pairs(first_run, tmp_path / "ref")
     assert list(ds["seed"]) == list(reference["seed"])  # same pairs as one process
     assert list(ds["lbce"]) == pytest.approx(list(reference["lbce"]), abs=1e-4)

@@ -25,7 +25,7 @@ from scenimefy.training.translator import (
 )
 from tests.support.launch import accelerate_command
 from tests.support.paths import REPO
-from tests.support.scripts import load_script
+from tests.support.scripts import load_script, one_torch_thread
 
 SCRIPT = REPO / "train" / "train_translator.py"
 TINY_LAYERS = (0, 4, 8, 12, 13)  # n_blocks=2 has no layer 16
@@ -33,11 +33,8 @@ TINY_LAYERS = (0, 4, 8, 12, 13)  # n_blocks=2 has no layer 16
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    # One thread: on a shared 2-core machine OpenMP spin-waits make 2 threads far slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 # ---------------------------------------------------------------------------- schedules
