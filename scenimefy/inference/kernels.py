@@ -275,7 +275,7 @@ class Chooser:
                 break
         choice = min(names, key=best.get)
         ms = {n: round(t * 1e3, 3) for n, t in best.items() if math.isfinite(t)}
-        logger.info("kernel choice %s: %s (%s)", self.key(op, x), choice, ms)
+        logger.debug("kernel choice %s: %s (%s)", self.key(op, x), choice, ms)
         return {"choice": choice, "ms": ms}
 
     def decisions(self) -> dict[str, dict]:

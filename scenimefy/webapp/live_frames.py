@@ -194,7 +194,7 @@ def rate_sentence(ctx: AppContext, model: LiveModel, session: LiveSession, width
     """ "**11.8 frames per second** with the fast model (Makoto Shinkai (fast)) at 320 x 240 px."
     (Markdown), and whether the stream is slowed down for a photo or video job."""
     rate = session.fps(session.last)
-    speed = f"**{rate:.1f} frames per second**" if rate is not None else "**measuring the frame rate**"
+    speed = f"**{rate:.1f} frames per second**" if rate is not None else "**Measuring the frame rate**"
     title = ctx.states()[model.name].title
     which = f"the fast model ({title})" if model.fast else f"the full {title} model"
     slow = " Slowed down while a photo or video is being stylized." if ctx.jobs_running else ""

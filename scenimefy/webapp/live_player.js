@@ -92,6 +92,7 @@ async function start() {
   if (!running) { camera.getTracks().forEach((track) => track.stop()); return; } // Stop meanwhile
   video.srcObject = camera;
   await video.play();
+  say(state, "Connecting to the server… (the first stream after the server starts measures its speed: a few seconds)");
   const url = new URL("scenimefy/live", location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   url.search = url.hash = "";

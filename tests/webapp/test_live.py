@@ -203,7 +203,7 @@ def test_the_socket_stylizes_frames_at_the_working_size_it_names(lite_app):
         assert np.abs(frame - stylized("shinkai-lite", decoded)).mean() < 6  # one JPEG round trip
         assert np.abs(frame - sent).mean() > 20
         rate = json.loads(socket.recv(timeout=10))  # the first frame: the rate line is due
-        assert rate["rate"].startswith("**measuring the frame rate** with the fast model (Makoto Shinkai (fast))")
+        assert rate["rate"].startswith("**Measuring the frame rate** with the fast model (Makoto Shinkai (fast))")
 
 
 def test_the_socket_says_once_why_a_style_cannot_run(lite_app):
