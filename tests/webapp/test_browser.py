@@ -313,6 +313,8 @@ def test_cancel_stops_the_video_worker_and_frees_its_memory(tmp_path, page):
         assert re.search(r"Frame \d+ of 285: about .* left\.", running), running  # progress with time left
         page.locator("#cancel-video").click()
         log = server.wait_for_log("partial output removed", timeout=60)
+        # The server logs the removal before the page's note has been redrawn: wait for the note.
+        page.locator("#video-note").get_by_text("Cancelled:").wait_for(timeout=15_000)
         assert page.locator("#video-note").inner_text() == "Cancelled: the video was not made."
         assert page.locator("#video-result video").count() == 0  # the earlier result is not shown as this one
 
